@@ -1,0 +1,213 @@
+"""Ingest: a Supervisely video project → manifest + train/test split by video + ingest report.
+
+Tags map to classes case-insensitively by prefix (punctuation ignored, so the dataset folder
+name ``Head-Body_TWITCH`` matches ``Head/Body TWITCH``). Videos are probed and hashed; bad
+videos and annotations are excluded and reported; the stage fails only when nothing usable
+remains. Videos are copied into the output so later stages (and cluster pods) find them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mvd.config import Config
+from mvd.video import VideoReadError, probe
+
+from .manifest import Interval, Manifest, VideoRecord, sha256_file, write_json
+from .supervisely_project import ProjectError, boxes_array, read_project
+
+logger = logging.getLogger(__name__)
+
+
+class IngestError(ValueError):
+    """Nothing usable in the source; the message says what was expected."""
+
+
+def _norm(s: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", s.lower())
+
+
+def tag_to_class(tag: str, labels: list[str], tag_map: dict[str, str]) -> str | None:
+    """Class for a tag name: explicit tag_map prefixes first, then the class names, by prefix."""
+    t = _norm(tag)
+    for prefix, cls in sorted(tag_map.items(), key=lambda kv: -len(kv[0])):
+        if t.startswith(_norm(prefix)):
+            return cls
+    for cls in sorted(labels, key=lambda c: -len(_norm(c))):
+        if _norm(cls) and t.startswith(_norm(cls)):
+            return cls
+    return None
+
+
+def split_videos(
+    class_sets: list[set[str]], hashes: list[str], test_ratio: float, seed: int
+) -> list[str]:
+    """train/test per video: deterministic, stratified so test holds every class when possible,
+    and identical content (same sha256) always on the same side."""
+    groups: dict[str, list[int]] = {}
+    for i, h in enumerate(hashes):
+        groups.setdefault(h, []).append(i)
+    keys = list(groups)
+    rng = np.random.default_rng(seed)
+    rng.shuffle(keys)
+    n = len(keys)
+    if n < 2:
+        return ["train"] * len(hashes)
+    n_test = min(n - 1, max(1, int(round(test_ratio * n))))
+    g_classes = {k: set().union(*(class_sets[i] for i in groups[k])) for k in keys}
+    all_classes = set().union(*g_classes.values())
+    test: list[str] = []
+    # rarest class first: put one video holding it in test, unless it is the only one
+    for cls in sorted(all_classes, key=lambda c: sum(c in g_classes[k] for k in keys)):
+        if len(test) >= n_test or any(cls in g_classes[k] for k in test):
+            continue
+        holders = [k for k in keys if cls in g_classes[k] and k not in test]
+        if len([k for k in keys if cls in g_classes[k]]) >= 2 and holders:
+            test.append(holders[0])
+    for k in keys:
+        if len(test) >= n_test:
+            break
+        if k not in test:
+            test.append(k)
+    out = ["train"] * len(hashes)
+    for k in test:
+        for i in groups[k]:
+            out[i] = "test"
+    return out
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(dst.name + ".tmp")
+    if tmp.exists():
+        tmp.unlink()
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+def run_ingest(source: str, cfg: Config, out_dir: str | Path, report_path: str | Path | None = None) -> Manifest:
+    """Read ``source``, validate, split, copy videos; write ``manifest.json`` in ``out_dir``."""
+    out = Path(out_dir)
+    labels = cfg.data.labels
+    idle = labels[0]
+    local = Path(source)
+    try:
+        items, declared = read_project(local, cfg.data.box_class)
+    except ProjectError as e:
+        raise IngestError(str(e)) from e
+    if not items:
+        raise IngestError(f"source {source} is a Supervisely project but holds no videos. "
+                          "Add videos with action tags (Self-Grooming, Head/Body TWITCH, ...) and export again.")
+    decisions: list[dict[str, Any]] = []
+    unknown = sorted({t for t in declared if tag_to_class(t, labels, cfg.data.tag_map) is None})
+    if unknown:
+        msg = (f"tags {unknown} match no class of {labels} (by case-insensitive prefix); "
+               "map them with data.tag_map or leave them ignored")
+        if cfg.data.unknown_tags == "error":
+            raise IngestError(msg)
+        logger.warning(msg)
+        decisions.append({"video": None, "decision": "tags_ignored", "reason": msg})
+
+    records: list[VideoRecord] = []
+    seen_ids: set[str] = set()
+    for it in items:
+        vid = f"{it.dataset}/{it.name}"
+        if it.error:
+            decisions.append({"video": vid, "decision": "excluded", "reason": it.error})
+            continue
+        if vid in seen_ids:
+            decisions.append({"video": vid, "decision": "excluded", "reason": "duplicate name in the same dataset"})
+            continue
+        try:
+            info = probe(it.video_path)
+        except VideoReadError as e:
+            decisions.append({"video": vid, "decision": "excluded", "reason": f"unreadable video: {e}"})
+            continue
+        n = info.num_frames
+        if it.frames_count and it.frames_count != n:
+            decisions.append({"video": vid, "decision": "note",
+                              "reason": f"annotation says {it.frames_count} frames, video decodes {n}; using {n}"})
+        intervals: list[Interval] = []
+        for tag, s, e in it.tags:
+            cls = tag_to_class(tag, labels, cfg.data.tag_map)
+            if cls is None or cls == idle:
+                continue
+            if s > e:
+                decisions.append({"video": vid, "decision": "tag_dropped", "reason": f"tag {tag!r} range [{s}, {e}] is reversed"})
+                continue
+            if s >= n or e < 0:
+                decisions.append({"video": vid, "decision": "tag_dropped",
+                                  "reason": f"tag {tag!r} range [{s}, {e}] lies outside the video (0..{n - 1})"})
+                continue
+            cs, ce = max(0, s), min(n - 1, e)
+            if (cs, ce) != (s, e):
+                logger.warning("%s: tag %r range [%d, %d] clipped to [%d, %d]", vid, tag, s, e, cs, ce)
+                decisions.append({"video": vid, "decision": "tag_clipped",
+                                  "reason": f"tag {tag!r} range [{s}, {e}] clipped to [{cs}, {ce}] (video has {n} frames)"})
+            intervals.append(Interval(cls, cs, ce))
+        if not intervals:
+            decisions.append({"video": vid, "decision": "excluded",
+                              "reason": "no action tag (treated as unannotated, not as all-idle)"})
+            continue
+        seen_ids.add(vid)
+        safe = re.sub(r"[^A-Za-z0-9._-]+", "_", vid)
+        rec = VideoRecord(id=vid, dataset=it.dataset, name=it.name, source=str(it.video_path), file=f"videos/{safe}",
+                          sha256=sha256_file(it.video_path), fps=info.fps, num_frames=n, width=info.width,
+                          height=info.height, intervals=sorted(intervals, key=lambda i: (i.start, i.label)))
+        if it.boxes:
+            arr = boxes_array(it.boxes, n)
+            rec.boxes = f"boxes/{safe}.npy"
+            (out / "boxes").mkdir(parents=True, exist_ok=True)
+            tmp = out / (rec.boxes + ".tmp.npy")
+            np.save(tmp, arr)
+            os.replace(tmp, out / rec.boxes)
+        records.append(rec)
+    if not records:
+        reasons = "; ".join(f"{d['video']}: {d['reason']}" for d in decisions if d["video"])[:2000]
+        raise IngestError(f"source {source} has no usable video with an action tag. Expected videos tagged with "
+                          f"one of {labels[1:]} (frame-range tags). Per video: {reasons}")
+    splits = split_videos([{i.label for i in r.intervals} for r in records], [r.sha256 for r in records],
+                          cfg.data.test_ratio, cfg.data.split_seed)
+    for r, s in zip(records, splits):
+        r.split = s
+        _link_or_copy(Path(r.source), out / r.file)
+    manifest = Manifest(labels=list(labels), source=str(source), videos=records)
+    manifest.write(out)
+    counts = {s: sum(r.split == s for r in records) for s in ("train", "test")}
+    per_class = {c: {s: sum(1 for r in records if r.split == s for i in r.intervals if i.label == c)
+                     for s in ("train", "test")} for c in labels[1:]}
+    report = {"source": str(source), "data_version": manifest.data_version, "videos_total": len(items),
+              "videos_used": len(records), "split": counts, "intervals_per_class": per_class, "decisions": decisions}
+    if report_path:
+        write_json(report_path, report)
+    logger.info("ingest: %d of %d videos used (%s); %d decisions", len(records), len(items), counts, len(decisions))
+    return manifest
+
+
+# ----------------------------------------------------------------------------- KFP component
+from kfp import dsl  # noqa: E402
+from kfp.dsl import Artifact, Dataset, Output  # noqa: E402
+
+from .images import CPU_IMAGE  # noqa: E402
+
+
+@dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
+def ingest_op(source: str, config_json: str, manifest: Output[Dataset], report: Output[Artifact]):
+    """Read the Supervisely project, validate, split train/test by video; write the manifest."""
+    from components.common import setup
+    from components.ingest import run_ingest
+
+    cfg = setup(config_json)
+    m = run_ingest(source, cfg, manifest.path, report.path)
+    manifest.metadata.update({"data_version": m.data_version, "videos": len(m.videos),
+                              "train": len(m.split("train")), "test": len(m.split("test"))})

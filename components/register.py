@@ -1,0 +1,137 @@
+"""register: an MLflow model version for every run, alias ``candidate``; ``champion`` moves
+only when the primary metric beats the current champion's by the configured margin."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mvd.config import Config
+
+from . import tracking
+
+logger = logging.getLogger(__name__)
+
+MAX_EXAMPLE_ELEMENTS = 200_000
+
+
+def code_version() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+        if out.returncode == 0:
+            return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("mouse-action-recognition")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def decide_promotion(new: float | None, champion: float | None, margin: float) -> tuple[bool, str]:
+    """Whether the new version becomes champion, and why."""
+    if new is None or not np.isfinite(new):
+        return False, "new version has no primary metric"
+    if champion is None:
+        return True, f"no champion yet; new version scores {new:.4f}"
+    if new > champion + margin:
+        return True, f"{new:.4f} beats champion {champion:.4f} by more than margin {margin}"
+    return False, f"{new:.4f} does not beat champion {champion:.4f} by more than margin {margin}"
+
+
+def run_register(
+    model_dir: str | Path,
+    results: dict[str, Any],
+    cfg: Config,
+    *,
+    tracking_uri: str,
+    mlflow_run_id: str,
+    kfp_run_id: str = "",
+) -> dict[str, Any]:
+    import mlflow
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    c = tracking.client(tracking_uri)
+    card = json.loads((Path(model_dir) / "model_card.json").read_text())
+    inp = card["input"]
+    shape = (-1, 3, inp["num_frames"], inp["img_size"], inp["img_size"])
+    signature = ModelSignature(inputs=Schema([TensorSpec(np.dtype(np.float32), shape)]),
+                               outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, card["num_classes"]))]))
+    example = None
+    if np.prod(shape[1:]) <= MAX_EXAMPLE_ELEMENTS:
+        example = np.zeros((1, *shape[1:]), dtype=np.float32)
+    name = cfg.register.model_name
+    summary = results["summary"]
+    with mlflow.start_run(run_id=mlflow_run_id):
+        info = mlflow.pyfunc.log_model(
+            name="model", python_model=tracking.VideoClipClassifier(), artifacts={"model_dir": str(model_dir)},
+            signature=signature, input_example=example, registered_model_name=name,
+            pip_requirements=["torch", "timm", "safetensors", "numpy", "mouse-action-recognition"],
+        )
+    version = str(info.registered_model_version)
+    primary = cfg.register.primary_metric
+    new_value = summary.get(primary)
+    tags = {"data_version": card.get("data_version", ""), "code_version": code_version(), "kfp_run_id": kfp_run_id,
+            "mlflow_run_id": mlflow_run_id, "arch": card["arch"], "labels": json.dumps(card["labels"]),
+            **{f"metric.{k}": f"{v:.6g}" for k, v in summary.items() if isinstance(v, (int, float))}}
+    for k, v in tags.items():
+        c.set_model_version_tag(name, version, k, str(v))
+    c.set_registered_model_alias(name, "candidate", version)
+    champion_value = None
+    try:
+        champ = c.get_model_version_by_alias(name, "champion")
+        raw = champ.tags.get(f"metric.{primary}")
+        champion_value = float(raw) if raw is not None else None
+        champion_version = champ.version
+    except mlflow.exceptions.MlflowException:
+        champion_version = None
+    promote, reason = decide_promotion(new_value, champion_value, cfg.register.promote_margin)
+    if promote:
+        c.set_registered_model_alias(name, "champion", version)
+    c.set_model_version_tag(name, version, "promotion", "champion" if promote else "candidate")
+    c.set_model_version_tag(name, version, "promotion_reason", reason)
+    logger.info("registered %s version %s; champion: %s (%s)", name, version, promote, reason)
+    return {"model_name": name, "model_version": version, "promoted": promote, "reason": reason,
+            "previous_champion": champion_version, "primary_metric": primary, "mlflow_run_id": mlflow_run_id}
+
+
+# ----------------------------------------------------------------------------- KFP component
+from kfp import dsl  # noqa: E402
+from kfp.dsl import HTML, Artifact, Dataset, Input, Model  # noqa: E402
+
+from .images import CPU_IMAGE  # noqa: E402
+
+
+@dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
+def register_op(
+    config_json: str,
+    model: Input[Model],
+    results: Input[Artifact],
+    report: Input[HTML],
+    predictions: Input[Dataset],
+    tracking_uri: str,
+    mlflow_run_id: str,
+    kfp_run_id: str,
+) -> str:
+    """Register an MLflow model version; returns a JSON summary of the run."""
+    import json
+
+    from components.common import setup
+    from components.register import run_register
+
+    cfg = setup(config_json)
+    res = json.loads(open(results.path).read())
+    reg = run_register(model.path, res, cfg, tracking_uri=tracking_uri, mlflow_run_id=mlflow_run_id,
+                       kfp_run_id=kfp_run_id)
+    artifacts = {"predictions": predictions.path, "report": report.path,
+                 "predictions_uri": predictions.uri, "report_uri": report.uri, "model_uri": model.uri}
+    return json.dumps({**reg, "metrics": res["headline"], "artifacts": artifacts})

@@ -1,0 +1,182 @@
+"""Clip and window sampling as pure functions returning small NamedTuples.
+
+Training clips follow the reference preprocessing: positive ranges of one class that overlap
+or touch are merged; a range longer than ``max_len`` is split into equal pieces no longer than
+``max_len``; a range shorter than ``min_len`` is padded around its centre to ``min_len``
+(clamped to the video); idle clips of ``idle_min``–``idle_max`` frames are cut from the gaps
+between positives until the video's idle frames reach a target. Frame ranges are inclusive.
+
+Windows: a model window samples ``num_frames`` frames every ``sampling_rate`` frames, so it
+spans ``num_frames × sampling_rate`` frames. Sliding windows advance ``stride`` frames and a
+last window is aligned to the video's end so every frame is covered.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+
+class Clip(NamedTuple):
+    label: int
+    start: int  # first stored frame (inclusive)
+    end: int  # last stored frame (inclusive)
+    event_start: int  # labelled frames inside the clip (inclusive)
+    event_end: int
+
+
+class Window(NamedTuple):
+    start: int  # first frame of the span
+    end: int  # last frame of the span (inclusive, may exceed the video for short videos)
+    indices: np.ndarray  # frames the model sees, clamped to the video
+
+
+def merge_ranges(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Merge overlapping or adjacent inclusive ranges; result sorted."""
+    out: list[list[int]] = []
+    for s, e in sorted((int(s), int(e)) for s, e in ranges):
+        if e < s:
+            raise ValueError(f"range ({s}, {e}) ends before it starts")
+        if out and s <= out[-1][1] + 1:
+            out[-1][1] = max(out[-1][1], e)
+        else:
+            out.append([s, e])
+    return [(s, e) for s, e in out]
+
+
+def split_range(start: int, end: int, max_len: int) -> list[tuple[int, int]]:
+    """Split an inclusive range into the fewest equal pieces no longer than ``max_len``."""
+    n = end - start + 1
+    k = max(1, math.ceil(n / max_len))
+    edges = [start + round(i * n / k) for i in range(k + 1)]
+    return [(edges[i], edges[i + 1] - 1) for i in range(k)]
+
+
+def pad_range(start: int, end: int, min_len: int, num_frames: int) -> tuple[int, int]:
+    """Grow an inclusive range around its centre to ``min_len`` frames, kept inside the video."""
+    n = end - start + 1
+    if n >= min_len or num_frames <= 0:
+        return start, end
+    target = min(min_len, num_frames)
+    extra = target - n
+    s = start - extra // 2
+    e = s + target - 1
+    if s < 0:
+        s, e = 0, target - 1
+    if e > num_frames - 1:
+        e = num_frames - 1
+        s = e - target + 1
+    return s, e
+
+
+def positive_clips(
+    ranges_by_label: dict[int, list[tuple[int, int]]], num_frames: int, *, min_len: int, max_len: int
+) -> list[Clip]:
+    """Training clips for the labelled (non-idle) ranges of one video."""
+    clips = []
+    for label, ranges in sorted(ranges_by_label.items()):
+        for s, e in merge_ranges(ranges):
+            for ps, pe in split_range(s, e, max_len):
+                cs, ce = pad_range(ps, pe, min_len, num_frames)
+                clips.append(Clip(label, cs, ce, ps, pe))
+    return clips
+
+
+def idle_clips(
+    positive_ranges: list[tuple[int, int]],
+    num_frames: int,
+    *,
+    target_frames: int,
+    min_len: int,
+    max_len: int,
+    rng: np.random.Generator,
+    label: int = 0,
+) -> list[Clip]:
+    """Idle clips cut from the gaps between positives until ``target_frames`` is reached."""
+    merged = merge_ranges(positive_ranges)
+    gaps, prev = [], 0
+    for s, e in merged:
+        if s - prev >= min_len:
+            gaps.append((prev, s - 1))
+        prev = e + 1
+    if num_frames - prev >= min_len:
+        gaps.append((prev, num_frames - 1))
+    clips: list[Clip] = []
+    total = 0
+    order = rng.permutation(len(gaps)) if gaps else []
+    free = [list(gaps[i:i + 1]) for i in order]  # each gap shrinks as clips are cut from it
+    progress = True
+    while total < target_frames and progress:
+        progress = False
+        for pieces in free:
+            if total >= target_frames:
+                break
+            pieces.sort(key=lambda g: g[1] - g[0], reverse=True)
+            if not pieces or pieces[0][1] - pieces[0][0] + 1 < min_len:
+                continue
+            gs, ge = pieces.pop(0)
+            glen = ge - gs + 1
+            length = int(rng.integers(min_len, min(max_len, glen) + 1))
+            start = gs + int(rng.integers(0, glen - length + 1))
+            end = start + length - 1
+            clips.append(Clip(label, start, end, start, end))
+            total += length
+            progress = True
+            if start - gs >= min_len:
+                pieces.append((gs, start - 1))
+            if ge - end >= min_len:
+                pieces.append((end + 1, ge))
+    return sorted(clips, key=lambda c: c.start)
+
+
+def window_indices(start: int, num_frames: int, sampling_rate: int, video_frames: int | None = None) -> np.ndarray:
+    """The ``num_frames`` frame indices a window starting at ``start`` samples, clamped to the video."""
+    idx = start + sampling_rate * np.arange(num_frames)
+    if video_frames is not None:
+        idx = np.clip(idx, 0, video_frames - 1)
+    return idx.astype(np.int64)
+
+
+def train_window_start(clip: Clip, span: int, rng: np.random.Generator) -> int:
+    """Random start of a training window inside ``clip`` that keeps the labelled frames in view.
+
+    A short event lies wholly inside the window; a long one contains the window. The window
+    stays inside the stored clip when the clip is long enough, else starts at the clip start.
+    """
+    clip_len = clip.end - clip.start + 1
+    if clip_len <= span:
+        return clip.start
+    ev_len = clip.event_end - clip.event_start + 1
+    if ev_len <= span:
+        lo, hi = clip.event_end - span + 1, clip.event_start
+    else:
+        lo, hi = clip.event_start, clip.event_end - span + 1
+    lo, hi = max(lo, clip.start), min(hi, clip.end - span + 1)
+    if hi < lo:
+        lo = hi = min(max(clip.event_start, clip.start), clip.end - span + 1)
+    return int(rng.integers(lo, hi + 1))
+
+
+def center_window_start(clip: Clip, span: int) -> int:
+    """Deterministic start for validation: window centred on the event, inside the clip."""
+    clip_len = clip.end - clip.start + 1
+    if clip_len <= span:
+        return clip.start
+    centre = (clip.event_start + clip.event_end) // 2
+    return int(min(max(centre - span // 2, clip.start), clip.end - span + 1))
+
+
+def sliding_windows(video_frames: int, num_frames: int, sampling_rate: int, stride: int) -> list[Window]:
+    """Windows over a whole video; the last one is aligned to the end so every frame is covered."""
+    if video_frames < 1:
+        raise ValueError("video has no frames")
+    span = num_frames * sampling_rate
+    if stride < 1:
+        raise ValueError(f"stride must be ≥ 1, got {stride}")
+    last = max(0, video_frames - span)
+    starts = list(range(0, last + 1, stride))
+    if starts[-1] != last:
+        starts.append(last)
+    return [Window(s, s + span - 1, window_indices(s, num_frames, sampling_rate, video_frames)) for s in starts]

@@ -1,0 +1,187 @@
+"""``mar``: run the pipeline locally, make a demo project, compile, check boxes, import weights."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from mvd.config import ConfigError, build_config, parse_overrides
+
+log = logging.getLogger("mar")
+
+
+class UserError(Exception):
+    """Printed as one paragraph, exit code 2, no traceback."""
+
+
+def _default_profile() -> str:
+    import torch
+
+    return "gpu" if torch.cuda.is_available() else "cpu"
+
+
+def _config(args: argparse.Namespace):
+    profile = args.profile or _default_profile()
+    return build_config(profile, args.config, parse_overrides(args.set or []))
+
+
+def _print_summary(summary: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(summary))
+        return
+    m = summary["metrics"]
+    print(f"\nrun {summary['run_id']} finished in {summary['wall_s']} s")
+    print(f"  frame macro F1 (action classes): {m['frame_macro_f1']:.3f}")
+    for name, pc in m["per_class"].items():
+        f1 = "n/a" if pc["f1"] is None else f"{pc['f1']:.3f}"
+        print(f"  {name:>20}: F1 {f1}  support {pc['support']}")
+    if m.get("twitch_event_recall") is not None:
+        print(f"  twitch event recall: {m['twitch_event_recall']:.3f}")
+    print(f"  model: {summary['model_name']} version {summary['model_version']} "
+          f"({'champion' if summary['promoted'] else 'candidate'}: {summary['promotion_reason']})")
+    print(f"  report: {summary['artifacts']['report']}")
+    print(f"  predictions: {summary['artifacts']['predictions']}")
+    print(f"  MLflow UI: mlflow ui --backend-store-uri {summary['mlflow_tracking_uri']}")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from components.ingest import IngestError
+
+    from .local import PipelineFailed, preflight, run_local
+
+    cfg = _config(args)
+    try:
+        preflight(args.source, cfg)
+    except IngestError as e:
+        raise UserError(str(e)) from e
+    try:
+        summary = run_local(args.source, cfg, args.workdir)
+    except PipelineFailed as e:
+        raise UserError(str(e)) from e
+    _print_summary(summary, args.json)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo_data import write_demo_project
+
+    work = Path(args.workdir)
+    project = work / "demo_project"
+    if not (project / "meta.json").exists() or args.regenerate:
+        if project.exists():
+            import shutil
+
+            shutil.rmtree(project)
+        log.info("writing a synthetic Supervisely project of %d videos to %s", args.videos, project)
+        write_demo_project(project, n_videos=args.videos, seed=args.seed)
+    args.source = str(project)
+    return cmd_run(args)
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    from .dag import compile_pipeline
+
+    print(compile_pipeline(args.out))
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    import yaml
+
+    print(yaml.safe_dump(_config(args).to_dict(), sort_keys=False))
+    return 0
+
+
+def cmd_boxes(args: argparse.Namespace) -> int:
+    from mvd.contact_sheet import boxes_for_videos
+
+    rows = boxes_for_videos([Path(v) for v in args.videos], Path(args.out), detector=args.detector)
+    bad = 0
+    for r in rows:
+        if r.get("error"):
+            bad += 1
+            print(f"{r['video']}: FAILED: {r['error']}", file=sys.stderr)
+        else:
+            print(f"{r['video']}: {r['frames']} frames, mouse found in {100 * r['detected_fraction']:.1f}% "
+                  f"-> {r['csv']}, {r['png']}")
+    return 1 if bad == len(rows) else 0
+
+
+def cmd_import_checkpoint(args: argparse.Namespace) -> int:
+    from mvd.weights import import_checkpoint
+
+    labels = args.labels.split(",") if args.labels else None
+    out = import_checkpoint(args.checkpoint, args.arch, args.out, labels=labels,
+                            num_classes=len(labels) if labels else None,
+                            num_frames=args.num_frames, img_size=args.input_size)
+    print(out)
+    return 0
+
+
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", choices=["cpu", "gpu"], default=None,
+                   help="gpu = ViT-S 16×224 (the reference defaults), cpu = tiny ViT; default: gpu if CUDA is available")
+    p.add_argument("--config", help="YAML file with model/data/train/benchmark/register sections")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one config key, e.g. train.epochs=5")
+    p.add_argument("--workdir", default="work", help="where runs, the MLflow store and artifacts go (default ./work)")
+    p.add_argument("--json", action="store_true", help="print the run summary as one JSON line last")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="mar", description="Mouse action recognition: MVD training pipeline")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="run ingest → bbox-crop → train → benchmark → register locally (kfp.local)")
+    p.add_argument("--source", required=True, help="Supervisely video project directory")
+    _add_run_args(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("demo", help="write a synthetic Supervisely project and run the pipeline on it")
+    p.add_argument("--videos", type=int, default=12)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--regenerate", action="store_true", help="rewrite the demo project even if it exists")
+    _add_run_args(p)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("compile", help="compile the DAG to pipeline.yaml")
+    p.add_argument("--out", default="pipeline.yaml")
+    p.set_defaults(func=cmd_compile)
+
+    p = sub.add_parser("config", help="print the resolved configuration as YAML")
+    _add_run_args(p)
+    p.set_defaults(func=cmd_config)
+
+    p = sub.add_parser("boxes", help="detect the mouse in videos: per-video boxes CSV + contact sheet PNG")
+    p.add_argument("videos", nargs="+")
+    p.add_argument("--out", required=True)
+    p.add_argument("--detector", default="background")
+    p.set_defaults(func=cmd_boxes)
+
+    p = sub.add_parser("import-checkpoint", help="convert an official MVD checkpoint to safetensors + model card")
+    p.add_argument("checkpoint")
+    p.add_argument("--arch", required=True, choices=["vit_small", "vit_base", "vit_large", "vit_tiny"])
+    p.add_argument("--out", required=True)
+    p.add_argument("--labels", default="", help="comma-separated class names, if the checkpoint has a head for them")
+    p.add_argument("--num-frames", type=int, default=16)
+    p.add_argument("--input-size", type=int, default=224)
+    p.set_defaults(func=cmd_import_checkpoint)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except (UserError, ConfigError, FileNotFoundError) as e:
+        print(f"mar {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,7 +1,6 @@
 """bbox-crop: per-frame mouse boxes for every video, training clips cut, cropped and packed
 into shards; test videos keep their per-frame boxes for the benchmark."""
 
-from __future__ import annotations
 
 import logging
 import zlib

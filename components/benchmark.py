@@ -1,7 +1,6 @@
 """benchmark: sliding-window inference over the full test videos; frame, event and count
 metrics; per-video predictions (frames/bouts CSV); an HTML report; figures to MLflow."""
 
-from __future__ import annotations
 
 import json
 import logging

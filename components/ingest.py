@@ -6,7 +6,6 @@ videos and annotations are excluded and reported; the stage fails only when noth
 remains. Videos are copied into the output so later stages (and cluster pods) find them.
 """
 
-from __future__ import annotations
 
 import logging
 import os

@@ -1,7 +1,6 @@
 """register: an MLflow model version for every run, alias ``candidate``; ``champion`` moves
 only when the primary metric beats the current champion's by the configured margin."""
 
-from __future__ import annotations
 
 import json
 import logging

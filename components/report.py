@@ -82,6 +82,7 @@ def _atomic_write_bytes(path: Path, data: bytes) -> Path:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -443,8 +444,13 @@ def _how_to_read(result: Mapping[str, Any], num_frames: int, duration_s: float) 
         "“—” means undefined (e.g. a class that neither occurs nor is predicted).",
     ]
     if post.get("thresholds") or post.get("min_bout"):
-        parts.append(f"Post-processing: confidence thresholds {_e(json.dumps(post.get('thresholds')))}"
-                     f", minimum bout length (frames) {_e(json.dumps(post.get('min_bout')))}.")
+        def show(v: Any) -> str:
+            return "none" if v is None else _e(json.dumps(v, ensure_ascii=False))
+
+        parts.append("Post-processing of the model output: a frame whose top class has a "
+                     "probability below that class's confidence threshold becomes idle "
+                     f"(thresholds: {show(post.get('thresholds'))}); then bouts shorter than the "
+                     f"minimum length become idle (frames: {show(post.get('min_bout'))}).")
     return "<h2>How to read this</h2>" + "".join(f'<p class="note">{p}</p>' for p in parts)
 
 

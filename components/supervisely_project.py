@@ -53,7 +53,6 @@ def read_project(root: str | Path, box_class: str = "mouse") -> tuple[list[Proje
     except Exception as e:  # the SDK raises many kinds of errors for malformed projects
         raise ProjectError(f"source {root} could not be read as a Supervisely video project: {e}") from e
     meta = project.meta
-    key_id_map = sly.KeyIdMap()
     items: list[ProjectItem] = []
     for ds in project.datasets:
         ds_name = getattr(ds, "name", None) or ds.short_name
@@ -65,7 +64,7 @@ def read_project(root: str | Path, box_class: str = "mouse") -> tuple[list[Proje
                 items.append(item)
                 continue
             try:
-                ann = sly.VideoAnnotation.load_json_file(str(ann_path), meta, key_id_map)
+                ann = sly.VideoAnnotation.load_json_file(str(ann_path), meta, sly.KeyIdMap())
             except Exception as e:  # malformed JSON or tags not in meta
                 item.error = f"annotation {ann_path} cannot be read: {e}"
                 items.append(item)

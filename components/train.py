@@ -1,6 +1,5 @@
 """train: fine-tune the MVD video ViT on the clip shards; per-epoch metrics reach MLflow live."""
 
-from __future__ import annotations
 
 import json
 import logging

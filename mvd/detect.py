@@ -173,6 +173,8 @@ class BackgroundDetector(DetectorBase):
             paint the floor over an animal that rests in the background for the whole video.
         activity_lag: frame gap of the activity map that tells a resting animal from arena parts.
         resting_activity_ratio: activity over its surroundings a resting-animal blob needs.
+        refine_core: cut a blob down to its high-contrast body (drops tail, blur, reflections).
+        core_ratio, core_separability: how clearly body and faint part must separate to cut.
     """
 
     def __init__(
@@ -190,6 +192,9 @@ class BackgroundDetector(DetectorBase):
         repair_background: bool = True,
         activity_lag: int = 15,
         resting_activity_ratio: float = 1.5,
+        refine_core: bool = True,
+        core_ratio: float = 2.0,
+        core_separability: float = 0.88,
     ) -> None:
         if max_side < 16:
             raise ValueError(f"max_side must be >= 16 px, got {max_side}")
@@ -210,6 +215,9 @@ class BackgroundDetector(DetectorBase):
         self.repair_background = bool(repair_background)
         self.activity_lag = int(activity_lag)
         self.resting_activity_ratio = float(resting_activity_ratio)
+        self.refine_core = bool(refine_core)
+        self.core_ratio = float(core_ratio)
+        self.core_separability = float(core_separability)
         self._open = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (_odd(open_px), _odd(open_px)))
         self._close = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (_odd(close_px), _odd(close_px)))
         self._ring = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7))
@@ -310,12 +318,52 @@ class BackgroundDetector(DetectorBase):
                            for b in bg_chans)
                 if c_bg > c_frame:
                     continue  # ghost: the floor where the animal was when the background was taken
-            contrast = float(d[y0:y1, x0:x1][inside].mean())
+            vals = d[y0:y1, x0:x1][inside]
+            contrast = float(vals.mean())
             s_contrast = 1.0 - np.exp(-max(contrast / floor - 1.0, 0.0))
             s_area = min(1.0, area / (4.0 * min_area))
             score = float(np.clip(s_contrast * s_area, 0.01, 1.0))
+            if self.refine_core:
+                x, y, w, h = self._core(d[y0:y1, x0:x1], inside, vals, min_area, (x, y, w, h), (x0, y0))
             return x, y, w, h, score
         return None
+
+    def _core(
+        self, d: np.ndarray, inside: np.ndarray, vals: np.ndarray, min_area: int,
+        box: tuple[int, int, int, int], origin: tuple[int, int],
+    ) -> tuple[int, int, int, int]:
+        """Shrink a blob to its high-contrast body when it also holds a faint part.
+
+        A dark animal's tail, motion blur and its reflection on a wall differ from the floor
+        far less than its body does; when the blob's differences split into two clearly
+        separate groups (means at least ``core_ratio`` apart and Otsu separability, between-class
+        over total variance, at least ``core_separability``; a uniform spread gives 0.75), the box is the bounding box of
+        the strong group's largest part, grown by one working pixel.
+        """
+        t_hi, _ = cv2.threshold(vals.reshape(-1, 1), 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
+        hi = vals > t_hi
+        if not hi.any() or hi.all():
+            return box
+        v = vals.astype(np.float32)
+        m_hi, m_lo, frac = float(v[hi].mean()), float(v[~hi].mean()), float(hi.mean())
+        separability = frac * (1.0 - frac) * (m_hi - m_lo) ** 2 / max(float(v.var()), 1e-6)
+        if m_hi < self.core_ratio * m_lo or separability < self.core_separability:
+            return box  # one spread-out population (e.g. a patterned coat): keep the whole blob
+        core = ((d > t_hi) & inside).view(np.uint8)
+        core = cv2.morphologyEx(core, cv2.MORPH_OPEN, self._open)
+        num, _, stats, _ = cv2.connectedComponentsWithStats(core, connectivity=8)
+        if num <= 1:
+            return box
+        best = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+        cx, cy, cw, ch, carea = (int(v) for v in stats[best])
+        if carea < min_area:
+            return box
+        bx, by, bw, bh = box
+        x1 = max(bx, origin[0] + cx - 1)
+        y1 = max(by, origin[1] + cy - 1)
+        x2 = min(bx + bw, origin[0] + cx + cw + 1)
+        y2 = min(by + bh, origin[1] + cy + ch + 1)
+        return x1, y1, x2 - x1, y2 - y1
 
     # -- background --------------------------------------------------------------------
 
@@ -389,21 +437,33 @@ class BackgroundDetector(DetectorBase):
         pairs = np.unique(np.linspace(0, n - 1 - lag, min(n - lag, 600)).round().astype(np.int64))
         act = np.zeros((hs, ws), np.float32)
         for i in pairs.tolist():
-            act += cv2.absdiff(small[i, ..., 0], small[i + lag, ..., 0])
+            a, b = small[i, ..., 0], small[i + lag, ..., 0]
+            gain = _hist_median(a) / max(_hist_median(b), 1.0)  # flicker is not activity
+            if abs(gain - 1.0) > 0.01:
+                b = cv2.convertScaleAbs(b, alpha=min(2.0, max(0.5, gain)))
+            act += cv2.absdiff(a, b)
         act /= len(pairs)
-        best, best_sum, best_ratio, best_reg = None, -1.0, 0.0, None
+        # Activity is compared between the blob's neighbourhood (limbs, head and tail move
+        # around a still body) and a ring beyond it.
+        near = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (_odd(int(0.08 * side)),) * 2)
         k11 = np.ones((11, 11), np.uint8)
+        best, best_sum, best_ratio, best_reg, best_ring = None, -1.0, 0.0, None, 0.0
         for lab in cands:
             reg = cv2.dilate((labels == lab).view(np.uint8), k5)
-            ring = cv2.dilate(reg, k11).astype(bool) & ~reg.astype(bool)
-            reg_b = reg.astype(bool)
-            total = float(act[reg_b].sum())
+            zone = cv2.dilate(reg, near)
+            ring = cv2.dilate(zone, k11).astype(bool) & ~zone.astype(bool)
+            zone_b = zone.astype(bool)
+            total = float(act[zone_b].sum())
             if total > best_sum:
-                ratio = float(act[reg_b].mean()) / (float(act[ring].mean()) + 0.02)
-                best, best_sum, best_ratio, best_reg = lab, total, ratio, reg_b
+                ring_act = float(act[ring].mean()) + 0.02
+                best, best_sum, best_reg, best_ring = lab, total, reg.astype(bool), ring_act
+                best_ratio = float(act[zone_b].mean()) / ring_act
         if best is None or best_ratio < self.resting_activity_ratio:
             logger.debug("no resting animal in the background (best activity ratio %.2f)", best_ratio)
             return bg
+        # Keep the part of the blob near activity: an animal against a wall merges with it.
+        active = (act > 2.0 * best_ring).view(np.uint8)
+        best_reg = best_reg & cv2.dilate(active, near).astype(bool)
         x, y, w, h, area = (int(v) for v in stats[best])
         logger.info("animal resting in the background at (%d, %d, %d, %d) working px (activity ratio %.1f); "
                     "painting the floor over it", x, y, w, h, best_ratio)
@@ -425,11 +485,8 @@ class BackgroundDetector(DetectorBase):
         bg = self._repair(samples, bg, self._sample_blobs(small, idx, bg, bg_med, floor))
         bg_med = _hist_median(np.ascontiguousarray(bg[..., 0]))
         floor = self._floor(small, idx, bg, bg_med)
-        found = sum(b is not None for b in self._sample_blobs(small, idx, bg, bg_med, floor))
-        if found < 0.5 * len(idx):
-            # The animal is rarely seen against this background: it may be part of it.
-            bg = self._resting_animal(small, bg, floor)
-            bg_med = _hist_median(np.ascontiguousarray(bg[..., 0]))
+        bg = self._resting_animal(small, bg, floor)
+        bg_med = _hist_median(np.ascontiguousarray(bg[..., 0]))
         return bg, bg_med, floor
 
     def _min_area(self, hs: int, ws: int) -> int:

@@ -277,6 +277,11 @@ class VisionTransformer(nn.Module):
         return {"pos_embed"}
 
     @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        """Layer groups for timm's layer-wise lr decay: patch embed → 0, block i → i + 1, head last."""
+        return {"stem": r"^patch_embed", "blocks": r"^blocks\.(\d+)"}
+
+    @torch.jit.ignore
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.grad_checkpointing = enable
 

@@ -1,6 +1,5 @@
 """The Kubeflow Pipelines DAG: ingest → bbox-crop → train (GPU) → benchmark → register."""
 
-from __future__ import annotations
 
 from kfp import dsl
 
@@ -15,11 +14,7 @@ PIPELINE_NAME = "mouse-action-recognition"
 DEFAULT_CONFIG_JSON = build_config("gpu").to_json()
 
 
-@dsl.pipeline(
-    name=PIPELINE_NAME,
-    description="Train, benchmark and register an MVD video model of mouse behaviours "
-    "(idle, Self-Grooming, Head/Body TWITCH) from an annotated Supervisely video project.",
-)
+@dsl.pipeline(name=PIPELINE_NAME)
 def mar_pipeline(
     source: str,
     config_json: str = DEFAULT_CONFIG_JSON,
@@ -28,7 +23,9 @@ def mar_pipeline(
     run_name: str = "",
     artifact_root: str = "",
 ) -> str:
-    """
+    """Train, benchmark and register an MVD video model of mouse behaviours (idle, Self-Grooming,
+    Head/Body TWITCH) from an annotated Supervisely video project.
+
     Args:
         source: Supervisely video project: a directory, an s3://bucket/prefix or sly://<project id>.
         config_json: Full run configuration as JSON (model, data, train, benchmark, register sections);

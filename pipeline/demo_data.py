@@ -17,6 +17,7 @@ import random
 import shutil
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -57,7 +58,7 @@ class VideoTruth:
     width: int
     height: int
     behaviours: list[tuple[str, int, int]]
-    boxes: np.ndarray  # (N, 4) float32 x1, y1, x2, y2: whole pixels enclosing the animal without its tail
+    boxes: np.ndarray  # (N, 4) float32 x1, y1, x2, y2 (whole pixels, x2/y2 exclusive) around the animal, tail excluded
     head_xy: np.ndarray  # (N, 2) float32 centre of the head
     activity: np.ndarray  # (N,) uint8 index into ACTIVITIES
     background: np.ndarray  # (H, W, 3) uint8 static scene without animal, flicker, noise
@@ -202,7 +203,7 @@ def _make_scene(rng: np.random.Generator, width: int, height: int, look: _Look) 
     # Floor: colour with a faint low-frequency texture.
     tex = cv2.GaussianBlur(rng.standard_normal((height, width)).astype(np.float32), (0, 0), short / 25)
     tex /= max(float(tex.std()), 1e-6)
-    floor_img = floor[None, None, :] * (1.0 + 0.025 * tex[..., None])
+    floor_img = floor[None, None, :] * (1.0 + 0.015 * tex[..., None])
     img[mask] = floor_img[mask]
     if rng.random() < 0.3:  # bedding: small speckles on the floor
         bedding = np.clip(floor + rng.choice([-1, 1]) * rng.uniform(25, 50) + np.array([10, 4, -12]), 0, 255)
@@ -240,7 +241,7 @@ def _make_scene(rng: np.random.Generator, width: int, height: int, look: _Look) 
         background_f=lit,
         light=light,
         shadow_dir=(math.cos(ang + math.pi), math.sin(ang + math.pi)),
-        noise_sigma=float(rng.uniform(1.5, 3.5)),
+        noise_sigma=float(rng.uniform(1.0, 2.5)),
     )
 
 
@@ -320,7 +321,6 @@ def _plan_activity(rng: np.random.Generator, n: int, fps: float,
         base[t:t + length] = mode
         t += length
         mode = WALK if rng.random() < p_walk else REST
-    act = base.copy()
     pre_groom, around_twitch = int(0.8 * fps), int(0.4 * fps)
     for name, s, e in behaviours:
         if name == GROOMING:
@@ -329,7 +329,7 @@ def _plan_activity(rng: np.random.Generator, n: int, fps: float,
         else:
             ctx = REST if rng.random() < 0.75 else WALK
             base[max(0, s - around_twitch):min(n, e + 1 + around_twitch)] = ctx
-    act[:] = base
+    act = base.copy()
     for name, s, e in behaviours:
         act[s:e + 1] = GROOM if name == GROOMING else TWITCH_ACT
     return act, base
@@ -415,8 +415,9 @@ def _simulate(rng: np.random.Generator, scene: _Scene, look: _Look, fps: float, 
     for i, (name, s, e) in enumerate(behaviours):
         event_at[s:e + 1] = i
         if name == GROOMING:
-            params.append(dict(f=rng.uniform(4.0, 7.0), amp=rng.uniform(0.5, 1.0), yaw=math.radians(rng.uniform(-15, 15)),
-                               side=math.radians(rng.uniform(0, 8)), paw_phase=rng.choice([0.0, math.pi / 2, math.pi]),
+            params.append(dict(f=rng.uniform(4.0, 7.0), amp=rng.uniform(0.5, 1.0),
+                               yaw=math.radians(rng.uniform(-15, 15)), side=math.radians(rng.uniform(0, 8)),
+                               paw_phase=rng.choice([0.0, math.pi / 2, math.pi]),
                                compress=rng.uniform(0.88, 0.97), phase=rng.uniform(0, 2 * math.pi)))
         else:
             params.append(dict(amp=math.radians(rng.uniform(25, 45)) * rng.choice([-1, 1]),
@@ -429,7 +430,7 @@ def _simulate(rng: np.random.Generator, scene: _Scene, look: _Look, fps: float, 
                  head_scale=zeros(), len_scale=zeros(), width_scale=zeros(),
                  paws=np.full((n, 2), np.nan, np.float32), tail_phase=zeros())
     phi_base, phi_target, tau_phi = 0.0, 0.0, 0.3
-    walk_speed, scan = 0.0, 0.0
+    walk_speed, scan, sitting = 0.0, 0.0, 0.0
     tail_phase = float(rng.uniform(0, 2 * math.pi))
     prev_mode = -1
     for t in range(n):
@@ -438,6 +439,8 @@ def _simulate(rng: np.random.Generator, scene: _Scene, look: _Look, fps: float, 
             walk_speed = float(rng.uniform(0.6, 2.5) if rng.random() < 0.9 else rng.uniform(2.5, 4.0)) * L * dt
         if ctx != prev_mode and ctx == REST:
             scan = float(math.radians(rng.uniform(10, 25))) if rng.random() < 0.3 else 0.0
+            # Sometimes the animal rests sitting up, forepaws still under the snout.
+            sitting = float(rng.uniform(0.92, 0.98)) if rng.random() < 0.3 else 0.0
         prev_mode = ctx
         moving = ctx == WALK and mode != GROOM
         v_target = walk_speed if moving else 0.0
@@ -472,7 +475,7 @@ def _simulate(rng: np.random.Generator, scene: _Scene, look: _Look, fps: float, 
                 tau_phi = float(rng.uniform(0.3, 0.7))
             phi_goal = phi_target
         phi_base += (phi_goal - phi_base) * (1.0 - math.exp(-dt / tau_phi))
-        phi = phi_base + (scan * math.sin(2 * math.pi * 0.5 * t * dt) if ctx == REST and mode == REST else 0.0)
+        phi = phi_base + (scan * math.sin(2 * math.pi * 0.5 * t * dt) if ctx == REST and mode != GROOM else 0.0)
         phi = float(np.clip(phi, -math.radians(55), math.radians(55)))
 
         body_angle = theta + gait_a * math.sin(2 * math.pi * gait_f * t * dt) * min(1.0, v / (1.5 * L * dt))
@@ -489,7 +492,10 @@ def _simulate(rng: np.random.Generator, scene: _Scene, look: _Look, fps: float, 
             ah = 0.26 * L
             paws = (ah * (0.6 + 0.35 * p["amp"] * math.sin(ph + 0.5)),
                     ah * (0.6 + 0.35 * p["amp"] * math.sin(ph + 0.5 + p["paw_phase"])))
-        elif mode == TWITCH_ACT:
+        elif ctx == REST and sitting:
+            lscale = sitting
+            paws = (0.26 * L * 0.55, 0.26 * L * 0.6)
+        if mode == TWITCH_ACT:
             p = params[event_at[t]]
             _, s0, e0 = behaviours[event_at[t]]
             u = (t - s0 + 0.5) / (e0 - s0 + 1)
@@ -566,7 +572,7 @@ def _box(parts: dict[str, np.ndarray], width: int, height: int) -> np.ndarray:
     allp = np.concatenate(pts)
     x1, y1 = np.floor(allp.min(0))
     x2, y2 = np.ceil(allp.max(0))
-    return np.array([max(0.0, x1), max(0.0, y1), min(width - 1.0, x2), min(height - 1.0, y2)], np.float32)
+    return np.array([max(0.0, x1), max(0.0, y1), min(float(width), x2), min(float(height), y2)], np.float32)
 
 
 def _draw(frame: np.ndarray, scene: _Scene, look: _Look, parts: dict[str, np.ndarray],
@@ -601,7 +607,7 @@ def _draw(frame: np.ndarray, scene: _Scene, look: _Look, parts: dict[str, np.nda
         cv2.ellipse(alpha, centre, axes, ang, 0, 360, 255, -1, cv2.LINE_AA, _SHIFT)
 
     tail = _fx(parts["tail"], x0, y0)
-    thick = max(1, int(round(0.07 * L)))
+    thick = max(1, int(round(0.05 * L)))
     for seg, th in ((tail[:4], thick + 1), (tail[3:], thick)):
         cv2.polylines(col, [seg], False, look.tail.tolist(), th, cv2.LINE_AA, _SHIFT)
         cv2.polylines(alpha, [seg], False, 255, th, cv2.LINE_AA, _SHIFT)
@@ -633,7 +639,8 @@ def _draw(frame: np.ndarray, scene: _Scene, look: _Look, parts: dict[str, np.nda
     off = np.array([sx, sy]) * 0.08 * L
     cv2.fillPoly(shadow, [_fx(parts["body"] + off, x0, y0), _fx(parts["head"] + off, x0, y0)], 255,
                  cv2.LINE_AA, _SHIFT)
-    sh = cv2.GaussianBlur(shadow, (0, 0), 0.12 * L + 0.5).astype(np.float32) * (0.35 / 255.0)
+    k = max(3, int(0.2 * L) | 1)
+    sh = cv2.blur(cv2.blur(shadow, (k, k)), (k, k)).astype(np.float32) * (0.35 / 255.0)
 
     bg = scene.background_f[y0:y1, x0:x1]
     light = scene.light[y0:y1, x0:x1]
@@ -651,7 +658,9 @@ def _open_writer(path: Path, width: int, height: int, fps: float):
     gop = max(1, int(round(2 * fps)))
     stream.codec_context.gop_size = gop
     stream.codec_context.thread_count = 1
-    stream.options = {"crf": str(_CRF), "preset": _PRESET, "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:rc-lookahead=10"}
+    # A fixed 2 s GOP; diamond motion search and short lookahead keep encoding cheap.
+    params = f"keyint={gop}:min-keyint={gop}:scenecut=0:rc-lookahead=10:me=dia:subme=1"
+    stream.options = {"crf": str(_CRF), "preset": _PRESET, "x264-params": params}
     return container, stream
 
 
@@ -733,22 +742,36 @@ def _project_meta(sly):  # noqa: ANN001, ANN202 - the supervisely module
     return sly.ProjectMeta(obj_classes=[sly.ObjClass(MOUSE_CLASS, sly.Rectangle, color=[52, 152, 219])], tag_metas=tags)
 
 
-def _annotation(sly, meta, truth: VideoTruth, with_boxes: bool, keys: random.Random):  # noqa: ANN001, ANN202
-    def key() -> uuid.UUID:
-        return uuid.UUID(int=keys.getrandbits(128), version=4)
+class _Ids:
+    """Deterministic keys and platform-style ids, as a project downloaded from Supervisely has."""
 
-    tags = [sly.VideoTag(meta.get_tag_meta(name), frame_range=(s, e), key=key()) for name, s, e in truth.behaviours]
+    def __init__(self, sly, seed: int):  # noqa: ANN001 - the supervisely module
+        self.key_id_map = sly.KeyIdMap()
+        self._rand = random.Random(seed)
+        self._next = {"video": 1, "tag": 1, "object": 1, "figure": 1}
+
+    def key(self, kind: str) -> uuid.UUID:
+        key = uuid.UUID(int=self._rand.getrandbits(128), version=4)
+        ident, self._next[kind] = self._next[kind], self._next[kind] + 1
+        getattr(self.key_id_map, f"add_{kind}")(key, ident)
+        return key
+
+
+def _annotation(sly, meta, truth: VideoTruth, with_boxes: bool, ids: _Ids):  # noqa: ANN001, ANN202
+    tags = [sly.VideoTag(meta.get_tag_meta(name), frame_range=(s, e), key=ids.key("tag"))
+            for name, s, e in truth.behaviours]
     objects, frames = [], []
     if with_boxes:
-        mouse = sly.VideoObject(meta.get_obj_class(MOUSE_CLASS), key=key())
+        mouse = sly.VideoObject(meta.get_obj_class(MOUSE_CLASS), key=ids.key("object"))
         objects.append(mouse)
         for i, (x1, y1, x2, y2) in enumerate(truth.boxes.tolist()):
-            rect = sly.Rectangle(top=y1, left=x1, bottom=y2, right=x2)
-            frames.append(sly.Frame(i, figures=[sly.VideoFigure(mouse, rect, i, key=key())]))
+            # Supervisely rectangles hold inclusive pixel indices: right = x2 - 1.
+            rect = sly.Rectangle(top=int(y1), left=int(x1), bottom=int(y2) - 1, right=int(x2) - 1)
+            frames.append(sly.Frame(i, figures=[sly.VideoFigure(mouse, rect, i, key=ids.key("figure"))]))
     return sly.VideoAnnotation(
         img_size=(truth.height, truth.width), frames_count=truth.num_frames,
         objects=sly.VideoObjectCollection(objects), frames=sly.FrameCollection(frames),
-        tags=sly.VideoTagCollection(tags), key=key())
+        tags=sly.VideoTagCollection(tags), key=ids.key("video"))
 
 
 def _verify(sly, root: Path, videos: list[DemoVideo]) -> None:  # noqa: ANN001
@@ -760,7 +783,7 @@ def _verify(sly, root: Path, videos: list[DemoVideo]) -> None:  # noqa: ANN001
         for name in ds.get_items_names():
             truth = by_key[(ds.name, name)]
             ann_path = Path(ds.get_ann_path(name))
-            ann = sly.VideoAnnotation.load_json_file(str(ann_path), project.meta, sly.KeyIdMap())
+            ann = sly.VideoAnnotation.load_json_file(str(ann_path), project.meta, project.key_id_map)
             got = sorted((tag.meta.name, *tag.frame_range) for tag in ann.tags)
             if got != sorted(truth.behaviours) or ann.frames_count != truth.num_frames:
                 raise RuntimeError(f"{ann_path}: annotation read back does not match what was rendered")
@@ -772,12 +795,13 @@ def _verify(sly, root: Path, videos: list[DemoVideo]) -> None:  # noqa: ANN001
 def write_demo_project(root: Path | str, *, n_videos: int = 12, seed: int = 0,
                        duration_s: tuple[float, float] = (40.0, 60.0), with_boxes: bool = False,
                        sizes: Sequence[tuple[int, int]] | None = None,
-                       fps_choices: Sequence[float] | None = None) -> DemoProject:
+                       fps_choices: Sequence[float] | None = None, workers: int | None = None) -> DemoProject:
     """Write a Supervisely video project of ``n_videos`` synthetic mouse videos under ``root``.
 
     Videos are split over the datasets cohort_A / cohort_B; behaviours are video tags
     with inclusive frame ranges; ``with_boxes`` adds a "mouse" rectangle per frame.
     ``root`` must not exist or be empty; the project appears there complete or not at all.
+    ``workers`` videos are rendered at a time (default: one per CPU core).
     """
     import supervisely as sly  # imported here: the SDK takes seconds to import
 
@@ -797,7 +821,7 @@ def write_demo_project(root: Path | str, *, n_videos: int = 12, seed: int = 0,
     if tmp.exists():
         shutil.rmtree(tmp)
     children = np.random.SeedSequence(seed).spawn(n_videos)
-    keys = random.Random(seed)
+    ids = _Ids(sly, seed)
     meta = _project_meta(sly)
     videos: list[DemoVideo] = []
     try:
@@ -805,22 +829,31 @@ def write_demo_project(root: Path | str, *, n_videos: int = 12, seed: int = 0,
         project.set_meta(meta)
         n_a = (n_videos + 1) // 2
         datasets = {name: project.create_dataset(name) for name in (DATASETS if n_videos > 1 else DATASETS[:1])}
+        jobs = []
         for i, child in enumerate(children):
             rng = np.random.default_rng(child)
             ds_name = DATASETS[0] if i < n_a else DATASETS[1]
-            ds = datasets[ds_name]
             size = sizes[int(rng.integers(len(sizes)))]
             fps = fps_choices[int(rng.integers(len(fps_choices)))]
             num_frames = max(1, int(round(rng.uniform(lo, hi) * fps)))
             name = f"mouse_{i + 1:02d}.mp4"
-            video_path = Path(ds.item_dir) / name
-            truth = render_video(video_path, num_frames=num_frames, fps=fps, size=size,
-                                 seed=child.spawn(1)[0])
-            ds.add_item_file(name, str(video_path), ann=_annotation(sly, meta, truth, with_boxes, keys))
-            final = root / ds_name / "video" / name
-            videos.append(DemoVideo(**{**truth.__dict__, "path": final}, dataset=ds_name, name=name))
-            logger.info("rendered %s/%s: %d frames at %g fps, %dx%d, %d tagged events",
-                        ds_name, name, num_frames, fps, size[0], size[1], len(truth.behaviours))
+            path = Path(datasets[ds_name].item_dir) / name
+            jobs.append((ds_name, name, dict(path=path, num_frames=num_frames, fps=fps, size=size,
+                                             seed=child.spawn(1)[0])))
+        # Encoding releases the GIL, so threads render videos side by side.
+        n_workers = max(1, min(workers or os.cpu_count() or 1, n_videos))
+        with ThreadPoolExecutor(n_workers) as pool:
+            futures = [pool.submit(render_video, **kw) for _, _, kw in jobs]
+            for (ds_name, name, kw), fut in zip(jobs, futures):
+                truth = fut.result()
+                ds = datasets[ds_name]
+                ann = _annotation(sly, meta, truth, with_boxes, ids)
+                ds.add_item_file(name, str(kw["path"]), ann=ann.to_json(ids.key_id_map))
+                final = root / ds_name / "video" / name
+                videos.append(DemoVideo(**{**truth.__dict__, "path": final}, dataset=ds_name, name=name))
+                logger.info("rendered %s/%s: %d frames at %g fps, %dx%d, %d tagged events", ds_name, name,
+                            truth.num_frames, truth.fps, truth.width, truth.height, len(truth.behaviours))
+        project.set_key_id_map(ids.key_id_map)
         if root.exists():
             root.rmdir()
         os.replace(tmp, root)

@@ -1,0 +1,115 @@
+"""Clip and window sampling against independent formulas."""
+
+import numpy as np
+import pytest
+
+from mvd.clips import (Clip, center_window_start, idle_clips, merge_ranges, pad_range, positive_clips,
+                       sliding_windows, split_range, train_window_start, window_indices)
+
+
+@pytest.mark.parametrize("ranges,expected", [
+    ([(0, 5), (3, 9)], [(0, 9)]),
+    ([(0, 5), (6, 9)], [(0, 9)]),          # adjacent merge
+    ([(0, 5), (7, 9)], [(0, 5), (7, 9)]),  # one-frame gap stays
+    ([(10, 12), (0, 1), (2, 2)], [(0, 2), (10, 12)]),
+    ([(4, 4)], [(4, 4)]),
+])
+def test_merge_ranges(ranges, expected):
+    assert merge_ranges(ranges) == expected
+
+
+@pytest.mark.parametrize("start,end,max_len", [(0, 149, 150), (0, 150, 150), (10, 309, 150), (0, 999, 150), (5, 5, 3)])
+def test_split_range_pieces_cover_exactly(start, end, max_len):
+    pieces = split_range(start, end, max_len)
+    n = end - start + 1
+    assert len(pieces) == -(-n // max_len)  # ceil
+    frames = [f for s, e in pieces for f in range(s, e + 1)]
+    assert frames == list(range(start, end + 1))
+    lengths = [e - s + 1 for s, e in pieces]
+    assert max(lengths) <= max_len and max(lengths) - min(lengths) <= 1
+
+
+@pytest.mark.parametrize("start,end,min_len,n", [
+    (50, 50, 30, 200), (0, 0, 30, 200), (199, 199, 30, 200), (10, 14, 30, 200), (0, 99, 30, 200), (3, 3, 30, 10)])
+def test_pad_range(start, end, min_len, n):
+    s, e = pad_range(start, end, min_len, n)
+    length = end - start + 1
+    assert 0 <= s <= start and end <= e <= n - 1
+    assert e - s + 1 == max(length, min(min_len, n))
+    if length < min_len and 0 < s and e < n - 1:  # not clamped: centred within one frame
+        assert abs((start - s) - (e - end)) <= 1
+
+
+def test_positive_clips_apply_all_rules():
+    ranges = {1: [(100, 109), (110, 119), (400, 799)], 2: [(50, 50)]}
+    clips = positive_clips(ranges, 1000, min_len=30, max_len=150)
+    by_label = {lab: [c for c in clips if c.label == lab] for lab in (1, 2)}
+    # merged 100..119 (20 frames) padded to 30; 400..799 (400 frames) split into 3 pieces ≤ 150
+    assert [(c.event_start, c.event_end) for c in by_label[1]][0] == (100, 119)
+    assert by_label[1][0].end - by_label[1][0].start + 1 == 30
+    assert len(by_label[1]) == 4
+    assert sum(c.event_end - c.event_start + 1 for c in by_label[1][1:]) == 400
+    (tw,) = by_label[2]
+    assert (tw.event_start, tw.event_end) == (50, 50) and tw.end - tw.start + 1 == 30 and tw.start <= 50 <= tw.end
+
+
+def test_idle_clips_stay_in_gaps_and_reach_target():
+    rng = np.random.default_rng(0)
+    positives = [(100, 199), (500, 520)]
+    clips = idle_clips(positives, 1200, target_frames=400, min_len=90, max_len=150, rng=rng)
+    pos_frames = {f for s, e in positives for f in range(s, e + 1)}
+    total = 0
+    used = set()
+    for c in clips:
+        frames = set(range(c.start, c.end + 1))
+        assert not frames & pos_frames and not frames & used
+        assert 90 <= len(frames) <= 150 and c.label == 0
+        used |= frames
+        total += len(frames)
+    assert 400 <= total < 400 + 150
+
+
+def test_idle_clips_stop_when_gaps_run_out():
+    clips = idle_clips([(0, 900)], 1000, target_frames=10_000, min_len=90, max_len=150, rng=np.random.default_rng(1))
+    assert all(c.start > 900 for c in clips) and sum(c.end - c.start + 1 for c in clips) <= 99
+
+
+@pytest.mark.parametrize("clip", [Clip(1, 0, 29, 10, 12), Clip(1, 100, 249, 100, 249), Clip(2, 40, 69, 55, 55),
+                                  Clip(1, 0, 10, 3, 4)])
+def test_train_window_keeps_event_in_view(clip):
+    span = 16
+    rng = np.random.default_rng(0)
+    ev_len = clip.event_end - clip.event_start + 1
+    for _ in range(200):
+        s = train_window_start(clip, span, rng)
+        e = s + span - 1
+        if clip.end - clip.start + 1 <= span:
+            assert s == clip.start
+            continue
+        assert clip.start <= s and e <= clip.end
+        if ev_len <= span:
+            assert s <= clip.event_start and clip.event_end <= e
+        else:
+            assert clip.event_start <= s and e <= clip.event_end
+    c = center_window_start(clip, span)
+    assert clip.start <= c
+
+
+@pytest.mark.parametrize("n,nf,sr,stride", [(100, 8, 2, 8), (32, 16, 2, 16), (10, 16, 2, 16), (1000, 16, 2, 7),
+                                            (33, 8, 1, 4)])
+def test_sliding_windows_cover_every_frame(n, nf, sr, stride):
+    ws = sliding_windows(n, nf, sr, stride)
+    span = nf * sr
+    covered = np.zeros(n, int)
+    for w in ws:
+        assert w.end - w.start + 1 == span
+        assert list(w.indices) == [min(w.start + sr * k, n - 1) for k in range(nf)]
+        covered[w.start:min(w.end, n - 1) + 1] += 1
+    assert covered.min() >= 1
+    starts = [w.start for w in ws]
+    assert starts[0] == 0 and starts[-1] == max(0, n - span)
+    assert all(b - a <= stride for a, b in zip(starts, starts[1:]))
+
+
+def test_window_indices_clamped():
+    assert list(window_indices(5, 4, 3, 12)) == [5, 8, 11, 11]

@@ -1,0 +1,37 @@
+import pytest
+
+from mvd.config import ConfigError, build_config, config_from_json, parse_overrides, valid_keys
+
+
+def test_profiles_and_overrides(tmp_path):
+    gpu = build_config("gpu")
+    assert (gpu.model.arch, gpu.model.num_frames, gpu.model.input_size, gpu.model.sampling_rate) == ("vit_small", 16, 224, 2)
+    assert (gpu.train.epochs, gpu.train.batch_size, gpu.train.lr, gpu.train.layer_decay) == (40, 8, 6e-4, 0.75)
+    f = tmp_path / "c.yaml"
+    f.write_text("train:\n  epochs: 3\nmodel:\n  arch: vit_base\n")
+    cfg = build_config("cpu", f, parse_overrides(["train.epochs=5", "train.betas=[0.9, 0.95]",
+                                                  "benchmark.thresholds.Self-Grooming=0.6", "train.flip=false"]))
+    assert cfg.model.arch == "vit_base" and cfg.train.epochs == 5 and cfg.train.betas == [0.9, 0.95]
+    assert cfg.benchmark.thresholds == {"Self-Grooming": 0.6} and cfg.train.flip is False
+    assert config_from_json(cfg.to_json()) == cfg
+
+
+@pytest.mark.parametrize("item,needle", [
+    ("train.epoch=3", "valid keys"), ("nosection=1", "valid keys"), ("train.epochs=abc", "integer"),
+    ("train.epochs=2.5", "integer"), ("model.input_size=100", "multiple of 16"), ("benchmark.thresholds.foo=0.5", "foo"),
+    ("train.flip=maybe", "true/false"), ("epochs", "key=value"),
+])
+def test_bad_overrides_are_named(item, needle):
+    with pytest.raises(ConfigError, match=needle):
+        build_config("cpu", overrides=parse_overrides([item]))
+
+
+def test_unknown_key_lists_valid_keys():
+    with pytest.raises(ConfigError) as e:
+        build_config("cpu", overrides={"train.epoch": 1})
+    assert all(k in str(e.value) for k in valid_keys())
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        build_config("cpu", tmp_path / "nope.yaml")

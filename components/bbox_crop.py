@@ -99,15 +99,17 @@ def run_bbox_crop(manifest_dir: str | Path, cfg: Config, out_dir: str | Path) ->
 from kfp import dsl  # noqa: E402
 from kfp.dsl import Dataset, Input, Output  # noqa: E402
 
+from .common import kfp_compile_time  # noqa: E402
 from .images import CPU_IMAGE  # noqa: E402
 
 
-@dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
-def bbox_crop_op(config_json: str, manifest: Input[Dataset], crops: Output[Dataset]):
-    """Mouse boxes per frame, training clips cropped and packed into shards, test-video boxes."""
-    from components.bbox_crop import run_bbox_crop
-    from components.common import setup
+if kfp_compile_time():
+    @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
+    def bbox_crop_op(config_json: str, manifest: Input[Dataset], crops: Output[Dataset]):
+        """Mouse boxes per frame, training clips cropped and packed into shards, test-video boxes."""
+        from components.bbox_crop import run_bbox_crop
+        from components.common import setup
 
-    cfg = setup(config_json)
-    s = run_bbox_crop(manifest.path, cfg, crops.path)
-    crops.metadata.update({"clips_per_class": s["clips_per_class"], "failures": len(s["failures"])})
+        cfg = setup(config_json)
+        s = run_bbox_crop(manifest.path, cfg, crops.path)
+        crops.metadata.update({"clips_per_class": s["clips_per_class"], "failures": len(s["failures"])})

@@ -100,37 +100,39 @@ def headline(result: dict[str, Any], labels: list[str]) -> dict[str, Any]:
 from kfp import dsl  # noqa: E402
 from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Input, Metrics, Model, Output  # noqa: E402
 
+from .common import kfp_compile_time  # noqa: E402
 from .images import CPU_IMAGE  # noqa: E402
 
 
-@dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
-def benchmark_op(
-    config_json: str,
-    model: Input[Model],
-    manifest: Input[Dataset],
-    crops: Input[Dataset],
-    tracking_uri: str,
-    mlflow_run_id: str,
-    metrics: Output[Metrics],
-    confusion: Output[ClassificationMetrics],
-    report: Output[HTML],
-    predictions: Output[Dataset],
-    results: Output[Artifact],
-):
-    """Sliding-window benchmark on the full test videos."""
-    from components import tracking
-    from components.benchmark import headline, run_benchmark
-    from components.common import setup
-    from components.manifest import write_json
+if kfp_compile_time():
+    @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
+    def benchmark_op(
+        config_json: str,
+        model: Input[Model],
+        manifest: Input[Dataset],
+        crops: Input[Dataset],
+        tracking_uri: str,
+        mlflow_run_id: str,
+        metrics: Output[Metrics],
+        confusion: Output[ClassificationMetrics],
+        report: Output[HTML],
+        predictions: Output[Dataset],
+        results: Output[Artifact],
+    ):
+        """Sliding-window benchmark on the full test videos."""
+        from components import tracking
+        from components.benchmark import headline, run_benchmark
+        from components.common import setup
+        from components.manifest import write_json
 
-    cfg = setup(config_json)
-    r = run_benchmark(model.path, manifest.path, crops.path, cfg, predictions.path, report.path)
-    labels = r["labels"]
-    for k, v in r["summary"].items():
-        metrics.log_metric(k, float(v))
-    confusion.log_confusion_matrix(list(labels), r["frame"]["confusion"])
-    write_json(results.path, {"headline": headline(r, labels), "summary": r["summary"]})
-    c = tracking.client(tracking_uri)
-    tracking.log_metrics(c, mlflow_run_id, r["summary"])
-    c.log_artifact(mlflow_run_id, report.path, "benchmark")
-    c.log_artifact(mlflow_run_id, str(predictions.path), "benchmark")
+        cfg = setup(config_json)
+        r = run_benchmark(model.path, manifest.path, crops.path, cfg, predictions.path, report.path)
+        labels = r["labels"]
+        for k, v in r["summary"].items():
+            metrics.log_metric(k, float(v))
+        confusion.log_confusion_matrix(list(labels), r["frame"]["confusion"])
+        write_json(results.path, {"headline": headline(r, labels), "summary": r["summary"]})
+        c = tracking.client(tracking_uri)
+        tracking.log_metrics(c, mlflow_run_id, r["summary"])
+        c.log_artifact(mlflow_run_id, report.path, "benchmark")
+        c.log_artifact(mlflow_run_id, str(predictions.path), "benchmark")

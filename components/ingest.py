@@ -197,16 +197,18 @@ def run_ingest(source: str, cfg: Config, out_dir: str | Path, report_path: str |
 from kfp import dsl  # noqa: E402
 from kfp.dsl import Artifact, Dataset, Output  # noqa: E402
 
+from .common import kfp_compile_time  # noqa: E402
 from .images import CPU_IMAGE  # noqa: E402
 
 
-@dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
-def ingest_op(source: str, config_json: str, manifest: Output[Dataset], report: Output[Artifact]):
-    """Read the Supervisely project, validate, split train/test by video; write the manifest."""
-    from components.common import setup
-    from components.ingest import run_ingest
+if kfp_compile_time():
+    @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
+    def ingest_op(source: str, config_json: str, manifest: Output[Dataset], report: Output[Artifact]):
+        """Read the Supervisely project, validate, split train/test by video; write the manifest."""
+        from components.common import setup
+        from components.ingest import run_ingest
 
-    cfg = setup(config_json)
-    m = run_ingest(source, cfg, manifest.path, report.path)
-    manifest.metadata.update({"data_version": m.data_version, "videos": len(m.videos),
-                              "train": len(m.split("train")), "test": len(m.split("test"))})
+        cfg = setup(config_json)
+        m = run_ingest(source, cfg, manifest.path, report.path)
+        manifest.metadata.update({"data_version": m.data_version, "videos": len(m.videos),
+                                  "train": len(m.split("train")), "test": len(m.split("test"))})

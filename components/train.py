@@ -102,30 +102,32 @@ if __name__ == "__main__":
 from kfp import dsl  # noqa: E402
 from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output  # noqa: E402
 
+from .common import kfp_compile_time  # noqa: E402
 from .images import GPU_IMAGE  # noqa: E402
 
 
-@dsl.component(base_image=GPU_IMAGE, install_kfp_package=False)
-def train_op(
-    config_json: str,
-    crops: Input[Dataset],
-    tracking_uri: str,
-    experiment: str,
-    run_name: str,
-    artifact_root: str,
-    kfp_run_id: str,
-    model: Output[Model],
-    checkpoints: Output[Artifact],
-    metrics: Output[Metrics],
-) -> str:
-    """Fine-tune the MVD ViT; returns the MLflow run id."""
-    from components.common import setup
-    from components.train import run_train
+if kfp_compile_time():
+    @dsl.component(base_image=GPU_IMAGE, install_kfp_package=False)
+    def train_op(
+        config_json: str,
+        crops: Input[Dataset],
+        tracking_uri: str,
+        experiment: str,
+        run_name: str,
+        artifact_root: str,
+        kfp_run_id: str,
+        model: Output[Model],
+        checkpoints: Output[Artifact],
+        metrics: Output[Metrics],
+    ) -> str:
+        """Fine-tune the MVD ViT; returns the MLflow run id."""
+        from components.common import setup
+        from components.train import run_train
 
-    cfg = setup(config_json)
-    s = run_train(crops.path, cfg, model.path, checkpoints.path, tracking_uri=tracking_uri, experiment=experiment,
-                  run_name=run_name, artifact_root=artifact_root, kfp_run_id=kfp_run_id)
-    metrics.log_metric("best_val_macro_f1", float(s["best_metric"]))
-    metrics.log_metric("best_epoch", float(s["best_epoch"]))
-    model.metadata.update({"arch": cfg.model.arch, "mlflow_run_id": s["mlflow_run_id"]})
-    return s["mlflow_run_id"]
+        cfg = setup(config_json)
+        s = run_train(crops.path, cfg, model.path, checkpoints.path, tracking_uri=tracking_uri, experiment=experiment,
+                      run_name=run_name, artifact_root=artifact_root, kfp_run_id=kfp_run_id)
+        metrics.log_metric("best_val_macro_f1", float(s["best_metric"]))
+        metrics.log_metric("best_epoch", float(s["best_epoch"]))
+        model.metadata.update({"arch": cfg.model.arch, "mlflow_run_id": s["mlflow_run_id"]})
+        return s["mlflow_run_id"]

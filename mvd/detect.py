@@ -191,7 +191,7 @@ class BackgroundDetector(DetectorBase):
         carry_decay: float = 0.7,
         repair_background: bool = True,
         activity_lag: int = 15,
-        resting_activity_ratio: float = 1.5,
+        resting_activity_ratio: float = 1.3,
         refine_core: bool = True,
         core_ratio: float = 2.0,
         core_separability: float = 0.88,

@@ -48,7 +48,7 @@ class WindowBatcher:
         if not self.items:
             return
         x = torch.stack([to_tensor(c) for c in self.items]).to(self.device, non_blocking=True)
-        x = normalize(x.transpose(0, 1)).transpose(0, 1)
+        x = normalize(x)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             logits = self.model(x)
         probs = torch.softmax(logits.float(), dim=1).cpu().numpy()

@@ -22,7 +22,7 @@ STD = (0.229, 0.224, 0.225)
 
 
 def normalize(x: torch.Tensor, mean=MEAN, std=STD) -> torch.Tensor:
-    """(…, 3, T, H, W) or (3, T, H, W) float in [0, 1] → normalised."""
+    """(…, 3, T, H, W) float in [0, 1] → normalised (channel axis at -4)."""
     shape = (3, 1, 1, 1)
     m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(shape)
     s = torch.tensor(std, dtype=x.dtype, device=x.device).view(shape)

@@ -111,6 +111,40 @@ def test_boxes_match_truth(tmp_path, scene):
     assert ((s > 0) & (s <= 1)).all()
 
 
+def _render_in_place(moving_head: bool, seed: int = 11):
+    """A body that never leaves its spot; with ``moving_head`` its angle and a head circle move."""
+    rng = np.random.default_rng(seed)
+    frames = np.empty((N, H, W, 3), np.uint8)
+    truth = np.zeros((N, 4))
+    for i in range(N):
+        layer = np.zeros((H, W), np.uint8)
+        ang = 5 * math.sin(i * 0.7) if moving_head else 0.0
+        cv2.ellipse(layer, (80, 60), (AX, AY), ang, 0, 360, 255, -1, cv2.LINE_AA)
+        x1, y1, x2, y2 = _ellipse_bbox(80, 60, ang)
+        if moving_head:
+            hx, hy = 96 + 3 * math.cos(i * 1.3), 60 + 4 * math.sin(i * 1.1)
+            cv2.circle(layer, (round(hx), round(hy)), 5, 255, -1, cv2.LINE_AA)
+            x1, y1, x2, y2 = min(x1, hx - 5), min(y1, hy - 5), max(x2, hx + 5), max(y2, hy + 5)
+        truth[i] = (x1, y1, x2, y2)
+        a = (layer.astype(np.float32) / 255.0)[..., None]
+        img = 190.0 * (1 - a) + 35.0 * a
+        img = img * (1 + 0.08 * math.sin(i * 0.9)) + rng.normal(0, 6, size=(H, W, 3))
+        frames[i] = np.clip(img, 0, 255).astype(np.uint8)
+    return frames, truth
+
+
+def test_animal_that_never_leaves_its_spot_is_found_by_its_movement():
+    frames, truth = _render_in_place(moving_head=True)
+    boxes = BackgroundDetector().detect(frames)
+    ious = np.array([_iou(b, t) if np.isfinite(b[0]) else 0.0 for b, t in zip(boxes, truth)])
+    assert (ious >= 0.6).mean() >= 0.9, f"median IoU {np.median(ious):.2f}"
+
+
+def test_inert_object_is_not_an_animal():
+    frames, _ = _render_in_place(moving_head=False)
+    assert np.isnan(BackgroundDetector().detect(frames)).all()
+
+
 def test_consumes_any_iterable_of_frames():
     frames, truth = _render((200, 200, 200), (40, 40, 45), "moving", seed=3)
     det = BackgroundDetector()

@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from mvd.clips import Clip, idle_clips, positive_clips
+from mvd.clips import Clip, clip_windows, idle_clips, positive_clips
 from mvd.config import Config, window_span
 from mvd.detect import make_detector
-from mvd.extract import extract_clips
+from mvd.extract import stream_windows
 from mvd.shards import ShardWriter
 from mvd.video import VideoReadError
 
@@ -75,23 +75,28 @@ def run_bbox_crop(manifest_dir: str | Path, cfg: Config, out_dir: str | Path) ->
             np.save(tmp, boxes.astype(np.float32))
             tmp.replace(out / rel)
             boxes_index[rec.id] = {"file": rel, "origin": origin, "detected": float(np.isfinite(boxes[:, 0]).mean())}
-            for clip, frames, crop in extract_clips(str(mdir / rec.file), plans.get(rec.id, []), boxes,
-                                                    width=rec.width, height=rec.height, size=cfg.model.input_size,
-                                                    pad=cfg.data.pad_train):
-                writer.add(frames, video=rec.id, label=clip.label, start=clip.start, end=clip.end,
-                           event_start=clip.event_start, event_end=clip.event_end, fps=rec.fps, crop=list(map(int, crop)))
+            clips = plans.get(rec.id, [])
+            windows = [(c, w) for c in clips for w in clip_windows(c, cfg.model.num_frames, cfg.model.sampling_rate,
+                                                                   rec.num_frames)]
+            for k, frames, crop in stream_windows(str(mdir / rec.file), [w.indices for _, w in windows], boxes,
+                                                  width=rec.width, height=rec.height, size=cfg.model.input_size,
+                                                  pad=cfg.data.pad_train):
+                clip, w = windows[k]
+                writer.add(frames, video=rec.id, label=clip.label, clip=f"{rec.id}#{clip.start}-{clip.end}",
+                           start=w.start, end=w.end, indices=w.indices.tolist(), event_start=clip.event_start,
+                           event_end=clip.event_end, fps=rec.fps, crop=list(map(int, crop)))
                 counts[clip.label] += 1
         except (VideoReadError, ValueError) as e:
             logger.error("bbox-crop: %s failed: %s", rec.id, e)
             failures.append({"video": rec.id, "reason": str(e)})
     if not writer.clips:
-        raise RuntimeError(f"bbox-crop produced no training clip; failures: {failures}")
+        raise RuntimeError(f"bbox-crop produced no training window; failures: {failures}")
     writer.close({"labels": manifest.labels, "data_version": manifest.data_version})
-    summary = {"clips_per_class": {manifest.labels[i]: int(c) for i, c in enumerate(counts)},
+    summary = {"windows_per_class": {manifest.labels[i]: int(c) for i, c in enumerate(counts)},
                "videos": len(manifest.videos), "failures": failures, "boxes": boxes_index,
                "labels": manifest.labels, "data_version": manifest.data_version}
     write_json(out / "boxes.json", summary)
-    logger.info("bbox-crop: clips per class %s; %d failures", summary["clips_per_class"], len(failures))
+    logger.info("bbox-crop: training windows per class %s; %d failures", summary["windows_per_class"], len(failures))
     return summary
 
 
@@ -112,4 +117,4 @@ if kfp_compile_time():
 
         cfg = setup(config_json)
         s = run_bbox_crop(manifest.path, cfg, crops.path)
-        crops.metadata.update({"clips_per_class": s["clips_per_class"], "failures": len(s["failures"])})
+        crops.metadata.update({"windows_per_class": s["windows_per_class"], "failures": len(s["failures"])})

@@ -6,7 +6,7 @@ or touch are merged; a range longer than ``max_len`` is split into equal pieces 
 (clamped to the video); idle clips of ``idle_min``–``idle_max`` frames are cut from the gaps
 between positives until the video's idle frames reach a target. Frame ranges are inclusive.
 
-Windows: a model window samples ``num_frames`` frames every ``sampling_rate`` frames, so it
+Training windows are cut from clips so that the labelled frames stay in view. Windows: a model window samples ``num_frames`` frames every ``sampling_rate`` frames, so it
 spans ``num_frames × sampling_rate`` frames. Sliding windows advance ``stride`` frames and a
 last window is aligned to the video's end so every frame is covered.
 """
@@ -139,33 +139,24 @@ def window_indices(start: int, num_frames: int, sampling_rate: int, video_frames
     return idx.astype(np.int64)
 
 
-def train_window_start(clip: Clip, span: int, rng: np.random.Generator) -> int:
-    """Random start of a training window inside ``clip`` that keeps the labelled frames in view.
+def clip_windows(clip: Clip, num_frames: int, sampling_rate: int, video_frames: int, *,
+                 short_positions: int = 4) -> list[Window]:
+    """The training windows cut from one clip, each keeping the labelled frames in view.
 
-    A short event lies wholly inside the window; a long one contains the window. The window
-    stays inside the stored clip when the clip is long enough, else starts at the clip start.
+    An event shorter than a window span lies wholly inside every window, at
+    ``short_positions`` evenly spaced offsets (early to late in the window); a longer event is
+    tiled by windows that lie inside it, one every span.
     """
-    clip_len = clip.end - clip.start + 1
-    if clip_len <= span:
-        return clip.start
+    span = num_frames * sampling_rate
     ev_len = clip.event_end - clip.event_start + 1
+    last_start = max(0, video_frames - span)
     if ev_len <= span:
-        lo, hi = clip.event_end - span + 1, clip.event_start
+        lo = min(max(0, clip.event_end - span + 1), last_start)
+        hi = min(clip.event_start, last_start)
+        starts = sorted({int(round(x)) for x in np.linspace(lo, max(lo, hi), short_positions)})
     else:
-        lo, hi = clip.event_start, clip.event_end - span + 1
-    lo, hi = max(lo, clip.start), min(hi, clip.end - span + 1)
-    if hi < lo:
-        lo = hi = min(max(clip.event_start, clip.start), clip.end - span + 1)
-    return int(rng.integers(lo, hi + 1))
-
-
-def center_window_start(clip: Clip, span: int) -> int:
-    """Deterministic start for validation: window centred on the event, inside the clip."""
-    clip_len = clip.end - clip.start + 1
-    if clip_len <= span:
-        return clip.start
-    centre = (clip.event_start + clip.event_end) // 2
-    return int(min(max(centre - span // 2, clip.start), clip.end - span + 1))
+        starts = list(range(clip.event_start, clip.event_end - span + 2, span))
+    return [Window(s, s + span - 1, window_indices(s, num_frames, sampling_rate, video_frames)) for s in starts]
 
 
 def sliding_windows(video_frames: int, num_frames: int, sampling_rate: int, stride: int) -> list[Window]:

@@ -1,10 +1,10 @@
 """Sliding-window inference over a full-length video, decoded once, in order.
 
 Windows of ``num_frames`` frames every ``sampling_rate`` frames advance ``stride`` frames; a
-last window is aligned to the video's end. A ring buffer keeps the frames of the windows
-still open while the video streams through, each window is cropped with the union of the
-boxes of exactly the frames it samples (then squared, padded, clipped, resized) and windows
-are batched through the model. A frame's class probabilities are the mean of the softmax of
+last window is aligned to the video's end. The video streams through once
+(:func:`mvd.extract.stream_windows`): each window is cropped with the union of the boxes of
+exactly the frames it samples (then squared, padded, clipped, resized) as soon as its last
+frame is decoded, and windows are batched through the model. A frame's class probabilities are the mean of the softmax of
 every window whose span covers it.
 """
 
@@ -20,9 +20,9 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from .clips import sliding_windows
-from .crop import crop_for_frames, crop_resize
+from .extract import stream_windows
 from .transforms import normalize, to_tensor
-from .video import VideoReadError, iter_frames, probe
+from .video import VideoReadError, probe
 
 logger = logging.getLogger(__name__)
 
@@ -84,53 +84,23 @@ def predict_video(
     if boxes is not None and len(boxes) < n:
         raise ValueError(f"{video}: {len(boxes)} boxes for {n} frames; recompute the boxes for this video")
     windows = sliding_windows(n, num_frames, sampling_rate, stride)
-    # the window is complete once its last sampled frame has been decoded
-    ready_at: dict[int, list[int]] = {}
-    for w_id, w in enumerate(windows):
-        ready_at.setdefault(int(w.indices.max()), []).append(w_id)
-    keep = {}  # frame index -> frame, only frames some open window still needs
-    needed_until: dict[int, int] = {}
-    for w_id, w in enumerate(windows):
-        last = int(w.indices.max())
-        for f in w.indices:
-            needed_until[int(f)] = max(needed_until.get(int(f), -1), last)
-
     sums = np.zeros((n, num_classes), dtype=np.float64)
     counts = np.zeros(n, dtype=np.int64)
 
     def on_result(keys: list[int], probs: np.ndarray) -> None:
         for w_id, p in zip(keys, probs):
             w = windows[w_id]
-            lo, hi = w.start, min(w.end, n - 1)
-            sums[lo:hi + 1] += p
-            counts[lo:hi + 1] += 1
+            sums[w.start:min(w.end, n - 1) + 1] += p
+            counts[w.start:min(w.end, n - 1) + 1] += 1
 
     batcher = WindowBatcher(model, batch_size, device, amp, on_result)
-    decoded = 0
-    bar = tqdm(total=n, desc=Path(video).name, unit="frame", disable=not progress, leave=False)
-    for idx, frame in iter_frames(video):
-        decoded = idx + 1
-        if idx >= n:
-            break
-        if idx in needed_until:
-            keep[idx] = frame
-        for w_id in ready_at.get(idx, ()):
-            w = windows[w_id]
-            frames = np.stack([keep[int(f)] for f in w.indices])
-            crop = crop_for_frames(boxes, w.indices, info.width, info.height, pad) if boxes is not None else \
-                (0, 0, info.width, info.height)
-            batcher.add(w_id, crop_resize(frames, crop, input_size))
-        for f in [f for f in keep if needed_until[f] <= idx]:
-            del keep[f]
+    bar = tqdm(total=len(windows), desc=Path(video).name, unit="window", disable=not progress, leave=False)
+    for w_id, frames, _ in stream_windows(str(video), [w.indices for w in windows], boxes, width=info.width,
+                                          height=info.height, size=input_size, pad=pad):
+        batcher.add(w_id, frames)
         bar.update(1)
     bar.close()
     batcher.flush()
-    if decoded < n:
-        if decoded == 0:
-            raise VideoReadError(f"{video}: no frame could be decoded")
-        logger.warning("%s: container claims %d frames but %d decoded; scoring the decoded ones", video, n, decoded)
-        sums, counts = sums[:decoded], counts[:decoded]
-        # windows that needed missing frames never ran: cover the tail with what exists
     missing = counts == 0
     if missing.any():
         raise VideoReadError(f"{video}: {int(missing.sum())} frames not covered by any window (decode stopped early)")

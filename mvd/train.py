@@ -223,15 +223,12 @@ def train(
     all_labels = [c["label"] for c in reader.clips]
     if len(all_labels) == 0:
         raise ValueError(f"no training clips in {shards_dir}")
-    tr_pos, va_pos = stratified_split(all_labels, t.val_ratio, t.seed)
+    groups = [c.get("clip", i) for i, c in enumerate(reader.clips)]
+    tr_pos, va_pos = stratified_split(all_labels, t.val_ratio, t.seed, groups)
     m = cfg.model
-    train_ds = ClipDataset(
-        reader, tr_pos, m.num_frames, m.sampling_rate,
-        ClipTransform(m.input_size, True, rrc_scale=tuple(t.rrc_scale), flip=t.flip,
-                      rand_augment=t.rand_augment, reprob=t.reprob),
-        train=True,
-    )
-    val_ds = ClipDataset(reader, va_pos, m.num_frames, m.sampling_rate, ClipTransform(m.input_size, False), train=False)
+    train_ds = ClipDataset(reader, tr_pos, ClipTransform(m.input_size, True, rrc_scale=tuple(t.rrc_scale), flip=t.flip,
+                                                         rand_augment=t.rand_augment, reprob=t.reprob))
+    val_ds = ClipDataset(reader, va_pos, ClipTransform(m.input_size, False))
     present = sorted(set(all_labels))
     logger.info("clips: %d train, %d val; classes present %s", len(train_ds), len(val_ds), [labels[i] for i in present])
 
@@ -320,8 +317,6 @@ def train(
             if metric > best:
                 best, best_epoch = metric, epoch + 1
                 save_model(_unwrap(model), out / "best", {**card, "epoch": epoch + 1, "val_macro_f1": row.get("val_macro_f1")})
-            if callback is not None:
-                callback(epoch + 1, row)
             if (epoch + 1) % t.save_ckpt_freq == 0 or epoch + 1 == t.epochs:
                 checkpoints.append(save_checkpoint(
                     ckpt_dir / f"checkpoint-epoch{epoch + 1:04d}.pt",
@@ -330,6 +325,8 @@ def train(
                     best_epoch=best_epoch, history=history, config=cfg.to_dict(), rng=rng_state(),
                     sampler_rng=sampler_gen.get_state(), labels=list(labels),
                 ))
+            if callback is not None:
+                callback(epoch + 1, row)
     if is_main:
         save_model(_unwrap(model), out / "last", {**card, "epoch": t.epochs})
     if distributed:

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from mvd.clips import (Clip, center_window_start, idle_clips, merge_ranges, pad_range, positive_clips,
-                       sliding_windows, split_range, train_window_start, window_indices)
+from mvd.clips import (Clip, clip_windows, idle_clips, merge_ranges, pad_range, positive_clips, sliding_windows,
+                       split_range, window_indices)
 
 
 @pytest.mark.parametrize("ranges,expected", [
@@ -74,25 +74,26 @@ def test_idle_clips_stop_when_gaps_run_out():
     assert all(c.start > 900 for c in clips) and sum(c.end - c.start + 1 for c in clips) <= 99
 
 
-@pytest.mark.parametrize("clip", [Clip(1, 0, 29, 10, 12), Clip(1, 100, 249, 100, 249), Clip(2, 40, 69, 55, 55),
-                                  Clip(1, 0, 10, 3, 4)])
-def test_train_window_keeps_event_in_view(clip):
-    span = 16
-    rng = np.random.default_rng(0)
+@pytest.mark.parametrize("clip,n", [(Clip(1, 0, 29, 10, 12), 300), (Clip(1, 100, 249, 100, 249), 300),
+                                    (Clip(2, 40, 69, 55, 55), 300), (Clip(1, 0, 10, 3, 4), 11), (Clip(2, 280, 299, 297, 299), 300)])
+def test_clip_windows_keep_event_in_view(clip, n):
+    nf, sr = 8, 2
+    span = nf * sr
+    ws = clip_windows(clip, nf, sr, n)
     ev_len = clip.event_end - clip.event_start + 1
-    for _ in range(200):
-        s = train_window_start(clip, span, rng)
-        e = s + span - 1
-        if clip.end - clip.start + 1 <= span:
-            assert s == clip.start
-            continue
-        assert clip.start <= s and e <= clip.end
-        if ev_len <= span:
-            assert s <= clip.event_start and clip.event_end <= e
+    assert ws
+    for w in ws:
+        assert list(w.indices) == [min(w.start + sr * k, n - 1) for k in range(nf)]
+        if n < span:
+            assert w.start == 0
+        elif ev_len <= span:
+            assert w.start <= clip.event_start and clip.event_end <= w.end and w.end <= n - 1 + 0
         else:
-            assert clip.event_start <= s and e <= clip.event_end
-    c = center_window_start(clip, span)
-    assert clip.start <= c
+            assert clip.event_start <= w.start and w.end <= clip.event_end
+    if ev_len > span:  # tiles the event, one window a span
+        assert len(ws) == ev_len // span
+    elif n >= span:
+        assert len(ws) == len({w.start for w in ws}) and len(ws) >= 1
 
 
 @pytest.mark.parametrize("n,nf,sr,stride", [(100, 8, 2, 8), (32, 16, 2, 16), (10, 16, 2, 16), (1000, 16, 2, 7),

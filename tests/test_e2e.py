@@ -1,0 +1,61 @@
+"""The whole DAG through kfp.local on a tiny synthetic Supervisely project."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tiny_project(tmp_path_factory):
+    from pipeline.demo_data import write_demo_project
+
+    root = tmp_path_factory.mktemp("e2e") / "project"
+    return write_demo_project(root, n_videos=5, seed=3, duration_s=(10, 12), sizes=[(160, 120), (192, 144)])
+
+
+def test_mar_run_json_summary(tiny_project, tmp_path):
+    work = tmp_path / "work"
+    cmd = [sys.executable, "-m", "pipeline.cli", "run", "--source", str(tiny_project.root), "--profile", "cpu",
+           "--set", "train.epochs=1", "--set", "train.samples_per_epoch=32", "--workdir", str(work), "--json"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    for key in ("run_id", "workdir", "mlflow_tracking_uri", "mlflow_run_id", "model_name", "model_version", "metrics"):
+        assert key in summary, key
+    m = summary["metrics"]
+    assert isinstance(m["frame_macro_f1"], float) and 0 <= m["frame_macro_f1"] <= 1
+    assert set(m["per_class"]) == {"idle", "Self-Grooming", "Head/Body TWITCH"}
+    for pc in m["per_class"].values():
+        assert set(pc) >= {"precision", "recall", "f1", "support"}
+    assert isinstance(m["twitch_event_recall"], float)
+    run_dir = work / "runs" / summary["run_id"]
+    assert json.loads((run_dir / "summary.json").read_text()) == summary
+
+    # predictions: one row per frame of every test video, label names from the label map
+    manifest_files = list((work / "kfp").rglob("manifest.json"))
+    assert len(manifest_files) == 1
+    manifest = json.loads(manifest_files[0].read_text())
+    tests = [v for v in manifest["videos"] if v["split"] == "test"]
+    assert tests and {v["split"] for v in manifest["videos"]} == {"train", "test"}
+    for v in tests:
+        rows = list(csv.DictReader(open(Path(summary["artifacts"]["predictions"]) / f"{v['name']}.frames.csv")))
+        assert len(rows) == v["num_frames"]
+        assert {r["label"] for r in rows} <= set(manifest["labels"])
+    assert Path(summary["artifacts"]["report"]).read_text().startswith("<!DOCTYPE html>")
+
+    # the MLflow registry holds the version with its aliases and metric tags
+    from mlflow.tracking import MlflowClient
+
+    c = MlflowClient(tracking_uri=summary["mlflow_tracking_uri"], registry_uri=summary["mlflow_tracking_uri"])
+    mv = c.get_model_version_by_alias(summary["model_name"], "candidate")
+    assert mv.version == summary["model_version"]
+    assert float(mv.tags["metric.frame_macro_f1"]) == pytest.approx(m["frame_macro_f1"], rel=1e-4)
+    run = c.get_run(summary["mlflow_run_id"])
+    assert "train_loss" in run.data.metrics and "frame_macro_f1" in run.data.metrics
+    assert run.data.params["model.arch"] == "vit_tiny"

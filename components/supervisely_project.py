@@ -64,7 +64,7 @@ def read_project(root: str | Path, box_class: str = "mouse") -> tuple[list[Proje
                 items.append(item)
                 continue
             try:
-                ann = sly.VideoAnnotation.load_json_file(str(ann_path), meta, sly.KeyIdMap())
+                ann = sly.VideoAnnotation.load_json_file(str(ann_path), meta)
             except Exception as e:  # malformed JSON or tags not in meta
                 item.error = f"annotation {ann_path} cannot be read: {e}"
                 items.append(item)

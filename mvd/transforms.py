@@ -1,8 +1,8 @@
 """Clip transforms: every frame of a clip gets the same spatial augmentation.
 
 Training: RandAugment (timm, replayed with one random state for all frames), random-resized
-crop, horizontal/vertical flip, normalisation, random erasing (timm, one region through all
-frames). Evaluation: resize to the input size and normalise.
+crop, horizontal/vertical flip, optional colour jitter and inversion, normalisation, random
+erasing (timm, one region through all frames). Evaluation: resize to the input size and normalise.
 Input ``(T, H, W, 3)`` uint8, output ``(3, T, S, S)`` float32.
 """
 
@@ -44,6 +44,8 @@ class ClipTransform:
         flip: bool = True,
         rand_augment: str = "",
         reprob: float = 0.0,
+        color_jitter: float = 0.0,
+        invert_prob: float = 0.0,
     ):
         self.size = int(input_size)
         self.train = train
@@ -53,6 +55,8 @@ class ClipTransform:
         if train and rand_augment:
             hparams = {"translate_const": int(self.size * 0.45), "img_mean": tuple(round(255 * x) for x in MEAN)}
             self.rand_augment = rand_augment_transform(rand_augment, hparams)
+        self.color_jitter = color_jitter if train else 0.0
+        self.invert_prob = invert_prob if train else 0.0
         self.erase = RandomErasing(reprob, mode="pixel", max_count=1, device="cpu") if train and reprob > 0 else None
 
     def _rand_augment(self, frames: np.ndarray) -> np.ndarray:
@@ -83,6 +87,17 @@ class ClipTransform:
         x = x[:, :, i:i + ch, j:j + cw]
         return F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True)
 
+    def _jitter(self, x: torch.Tensor) -> torch.Tensor:
+        """Brightness, contrast and saturation scaled by 1 ± color_jitter, one draw per clip."""
+        j = self.color_jitter
+        b, c, sat = (1 + j * (2 * torch.rand(3) - 1)).tolist()
+        x = x * b
+        mean = x.mean()
+        x = (x - mean) * c + mean
+        gray = (0.299 * x[0] + 0.587 * x[1] + 0.114 * x[2]).unsqueeze(0)
+        x = (x - gray) * sat + gray
+        return x.clamp_(0.0, 1.0)
+
     def __call__(self, frames: np.ndarray) -> torch.Tensor:
         if self.rand_augment is not None:
             frames = self._rand_augment(frames)
@@ -93,6 +108,10 @@ class ClipTransform:
                 x = x.flip(-1)
             if self.flip and torch.rand(1) < 0.5:  # top-view footage has no preferred vertical direction
                 x = x.flip(-2)
+            if self.color_jitter > 0:
+                x = self._jitter(x)
+            if self.invert_prob > 0 and torch.rand(1) < self.invert_prob:  # dark mice on light floors and vice versa
+                x = 1.0 - x
         elif x.shape[-1] != self.size or x.shape[-2] != self.size:
             x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True)
         x = normalize(x)

@@ -29,5 +29,18 @@ compile: $(STAMP)  ## compile the DAG to pipeline.yaml
 bench: $(STAMP)  ## run the benchmark scripts (ratios measured side by side)
 	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done
 
+IMAGE_VAR = $(shell $(PY) -c 'import sys; sys.path.insert(0, "."); import components.images as i; print(i.$(1))')
+
+images:  ## build and push the CPU and CUDA component images (NEEDS A DOCKER ENGINE; names/tag from components/images.py)
+	@command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1 || { \
+	  echo "make images: needs a running Docker engine (docker build + docker push) and none was found here." >&2; \
+	  echo "Run it on a machine with Docker, logged in to the registry (MAR_IMAGE_REPO, MAR_IMAGE_TAG)." >&2; exit 1; }
+	docker build -f images/Dockerfile.cpu --build-arg MAR_IMAGE_REPO=$(call IMAGE_VAR,IMAGE_REPO) \
+	  --build-arg MAR_IMAGE_TAG=$(call IMAGE_VAR,IMAGE_TAG) -t $(call IMAGE_VAR,CPU_IMAGE) .
+	docker build -f images/Dockerfile.cuda --build-arg MAR_IMAGE_REPO=$(call IMAGE_VAR,IMAGE_REPO) \
+	  --build-arg MAR_IMAGE_TAG=$(call IMAGE_VAR,IMAGE_TAG) -t $(call IMAGE_VAR,GPU_IMAGE) .
+	docker push $(call IMAGE_VAR,CPU_IMAGE)
+	docker push $(call IMAGE_VAR,GPU_IMAGE)
+
 clean:  ## remove the workdir and caches (keeps the virtualenv)
 	rm -rf $(WORKDIR) .pytest_cache

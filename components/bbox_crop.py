@@ -1,102 +1,290 @@
 """bbox-crop: per-frame mouse boxes for every video, training clips cut, cropped and packed
-into shards; test videos keep their per-frame boxes for the benchmark."""
+into shards; test videos keep their per-frame boxes for the benchmark.
+
+Per-video results live in a content-addressed cache (:mod:`components.cache`, ``data.cache``:
+a directory or ``s3://`` prefix; without one, a scratch cache inside the output is used and
+removed): an entry for a video's boxes, keyed by the video's sha256 and the detector with its
+parameters, and an entry for its cropped training windows (a shard directory), keyed by the
+video's sha256, its boxes, the crop and window settings and the labels, and holding the windows
+of a set of clips. The clip rules act through the clips asked for: a run reuses an entry holding
+every clip it needs, and otherwise cuts only the missing clips and writes a new entry with the
+union. A second run over the same project recomputes nothing; adding a video computes that video
+(and, when the added video raises the idle target, only the extra idle clips of the others).
+The final shards are assembled from the entries by copying bytes, in manifest and plan order,
+so a run gives the same shards whatever the cache held.
+"""
 
 
+import hashlib
 import logging
+import shutil
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from tqdm import tqdm
 
-from mvd.clips import Clip, clip_windows, idle_clips, positive_clips
+from mvd.clips import Clip, clip_windows, idle_clips, merge_ranges, positive_clips, split_range
 from mvd.config import Config, window_span
-from mvd.detect import make_detector
+from mvd.detect import Detector, make_detector
 from mvd.extract import stream_windows
-from mvd.shards import ShardWriter
+from mvd.shards import ShardReader, ShardWriter
 from mvd.video import VideoReadError
 
+from .cache import Cache, settings_key
 from .manifest import Manifest, VideoRecord, read_manifest, write_json
 
 logger = logging.getLogger(__name__)
 
+CACHE_FORMAT = 1
 
-def video_boxes(rec: VideoRecord, manifest_dir: Path, detector) -> tuple[np.ndarray, str]:
-    """Boxes from annotation objects when present, else from the detector."""
-    if rec.boxes:
-        boxes = np.load(manifest_dir / rec.boxes)
-        if np.isfinite(boxes[:, 0]).any():
-            return boxes, "annotation"
-    return detector.detect_video(manifest_dir / rec.file), "detector"
+
+def explicit_idle_clips(idle_ranges: list[tuple[int, int]], positive_ranges: list[tuple[int, int]],
+                        num_frames: int, *, max_len: int, span: int, label: int = 0) -> list[Clip]:
+    """Idle clips from explicitly idle-labelled frames: pieces of at most ``max_len`` frames.
+
+    In a video that also has positives, pieces shorter than a window span are dropped (their
+    windows would reach labelled frames); in an all-idle video every piece is kept.
+    """
+    clips = []
+    for s, e in merge_ranges(idle_ranges):
+        for ps, pe in split_range(s, min(e, num_frames - 1), max_len):
+            if positive_ranges and pe - ps + 1 < span:
+                continue
+            clips.append(Clip(label, ps, pe, ps, pe))
+    return clips
 
 
 def plan_clips(manifest: Manifest, cfg: Config) -> dict[str, list[Clip]]:
-    """Positive and idle clips per training video, by the reference rules (DESIGN.md)."""
+    """Positive and idle clips per training video, by the reference rules (DESIGN.md).
+
+    Explicit idle intervals become idle clips as labelled; idle clips are also cut from the
+    unlabelled gaps of videos with positives until each such video holds ≈ ``idle_ratio`` ×
+    the mean positive frames per video (over videos with positives).
+    """
     d = cfg.data
     span = window_span(cfg)
     plans: dict[str, list[Clip]] = {}
     pos_frames: dict[str, int] = {}
+    idle_frames: dict[str, int] = {}
     for rec in manifest.split("train"):
         min_len = max(span, int(round(d.min_clip_s * rec.fps)))
         max_len = max(min_len, int(round(d.max_clip_s * rec.fps)))
-        clips = positive_clips(rec.ranges_by_label(manifest.labels), rec.num_frames, min_len=min_len, max_len=max_len)
-        plans[rec.id] = clips
+        idle_max = max(span, int(round(d.idle_max_s * rec.fps)))
+        by_label = rec.ranges_by_label(manifest.labels)
+        idle_ranges = by_label.pop(0, [])
+        clips = positive_clips(by_label, rec.num_frames, min_len=min_len, max_len=max_len)
+        positives = [r for rs in by_label.values() for r in rs]
+        idle = explicit_idle_clips(idle_ranges, positives, rec.num_frames, max_len=idle_max, span=span)
+        plans[rec.id] = clips + idle
         pos_frames[rec.id] = sum(c.end - c.start + 1 for c in clips)
-    if not plans:
+        idle_frames[rec.id] = sum(c.end - c.start + 1 for c in idle)
+    with_pos = [v for v in pos_frames.values() if v > 0]
+    if not with_pos:
         return plans
-    target = int(round(d.idle_ratio * float(np.mean(list(pos_frames.values())))))
+    target = int(round(d.idle_ratio * float(np.mean(with_pos))))
     for rec in manifest.split("train"):
+        want = target - idle_frames[rec.id]
+        if pos_frames[rec.id] == 0 or want <= 0:
+            continue
         idle_min = max(span, int(round(d.idle_min_s * rec.fps)))
         idle_max = max(idle_min, int(round(d.idle_max_s * rec.fps)))
         ranges = [(iv.start, iv.end) for iv in rec.intervals]
         rng = np.random.default_rng([d.split_seed, zlib.crc32(rec.id.encode())])
-        plans[rec.id] += idle_clips(ranges, rec.num_frames, target_frames=target, min_len=idle_min,
+        plans[rec.id] += idle_clips(ranges, rec.num_frames, target_frames=want, min_len=idle_min,
                                     max_len=idle_max, rng=rng, label=0)
     return plans
+
+
+# ----------------------------------------------------------------------------- cache keys
+
+
+def detector_spec(name: str, detector: Detector) -> dict[str, Any]:
+    """Name, class and scalar parameters of a detector: what its boxes depend on."""
+    params = {k: v for k, v in sorted(vars(detector).items())
+              if not k.startswith("_") and isinstance(v, (bool, int, float, str, type(None)))}
+    return {"name": name, "class": f"{type(detector).__module__}.{type(detector).__qualname__}", "params": params}
+
+
+def boxes_entry(spec: dict[str, Any]) -> str:
+    return f"boxes-{settings_key({'format': CACHE_FORMAT, 'detector': spec})}"
+
+
+def windows_settings(rec: VideoRecord, boxes: np.ndarray, cfg: Config, labels: list[str]) -> dict[str, Any]:
+    """Everything a video's cropped windows depend on besides the clips."""
+    m = cfg.model
+    return {"format": CACHE_FORMAT,
+            "boxes_sha256": hashlib.sha256(np.ascontiguousarray(boxes, dtype=np.float32).tobytes()).hexdigest(),
+            "video_frames": rec.num_frames, "input_size": m.input_size, "num_frames": m.num_frames,
+            "sampling_rate": m.sampling_rate, "pad_train": cfg.data.pad_train, "labels": list(labels)}
+
+
+def _clip_key(c: Clip) -> tuple[int, int, int, int, int]:
+    return (int(c.label), int(c.start), int(c.end), int(c.event_start), int(c.event_end))
+
+
+class _Stats(NamedTuple):
+    boxes: str  # annotation | reused | computed
+    windows_reused: int
+    windows_computed: int
+
+
+class _Prep:
+    """Per-video boxes and windows through the cache."""
+
+    def __init__(self, cfg: Config, manifest_dir: Path, cache: Cache):
+        self.cfg = cfg
+        self.mdir = manifest_dir
+        self.cache = cache
+        self.detector = make_detector(cfg.data.detector)
+        self.det_spec = detector_spec(cfg.data.detector, self.detector)
+
+    def boxes(self, rec: VideoRecord) -> tuple[np.ndarray, str]:
+        """(boxes, annotation | reused | computed)."""
+        if rec.boxes:
+            boxes = np.load(self.mdir / rec.boxes)
+            if np.isfinite(boxes[:, 0]).any():
+                return boxes, "annotation"
+        name = boxes_entry(self.det_spec)
+        d = self.cache.get(rec.sha256, name)
+        if d is not None:
+            boxes = np.load(d / "boxes.npy")
+            if boxes.ndim == 2 and boxes.shape[1] == 5:
+                return boxes, "reused"
+            logger.warning("cache entry %s of %s holds boxes of shape %s; detecting again", name, rec.id, boxes.shape)
+        boxes = self.detector.detect_video(self.mdir / rec.file).astype(np.float32)
+        stage = self.cache.staging(rec.sha256, name)
+        try:
+            np.save(stage / "boxes.npy", boxes)
+            self.cache.commit(rec.sha256, name, stage, {"kind": "boxes", "detector": self.det_spec,
+                                                        "frames": int(len(boxes)), "video": rec.id})
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)  # gone already when committed
+        return boxes, "computed"
+
+    def windows(self, rec: VideoRecord, boxes: np.ndarray, clips: list[Clip],
+                labels: list[str]) -> tuple[ShardReader, dict[tuple, list[int]], int, int]:
+        """(reader over the video's entry, clip key -> window positions in it, reused, computed)."""
+        cfg = self.cfg
+        settings = windows_settings(rec, boxes, cfg, labels)
+        prefix = f"windows-{settings_key(settings)}-"
+        need = {_clip_key(c) for c in clips}
+        entries = {n: m for n, m in self.cache.entries(rec.sha256, prefix).items() if "clips" in m}
+        have = {n: {tuple(k) for k in m["clips"]} for n, m in entries.items()}
+        full = [n for n in sorted(have, key=lambda n: len(have[n])) if need <= have[n]]
+        for name in full:
+            d = self.cache.get(rec.sha256, name)
+            if d is not None:
+                reader = ShardReader(d)
+                used = sum(len(v) for v in self._positions(reader, need).values())
+                return reader, self._positions(reader), used, 0
+        base_name = max(have, key=lambda n: (len(need & have[n]), -len(have[n])), default=None)
+        base_dir = self.cache.get(rec.sha256, base_name) if base_name and need & have[base_name] else None
+        base = ShardReader(base_dir) if base_dir is not None else None
+        base_keys = {tuple(c["clip_key"]) for c in base.clips} if base is not None else set()
+        missing = [c for c in clips if _clip_key(c) not in base_keys]
+        union = sorted(base_keys | need)
+        name = prefix + settings_key(union, 16)
+        windows = [(c, w) for c in missing for w in clip_windows(c, cfg.model.num_frames, cfg.model.sampling_rate,
+                                                                 rec.num_frames)]
+        stage = self.cache.staging(rec.sha256, name)
+        try:
+            writer = ShardWriter(stage, cfg.model.input_size)
+            if base is not None:
+                for i, meta in enumerate(base.clips):
+                    writer.add(np.asarray(base.frames(i)), **{k: v for k, v in meta.items()
+                                                              if k not in ("shard", "offset", "length")})
+            for k, frames, crop in stream_windows(str(self.mdir / rec.file), [w.indices for _, w in windows], boxes,
+                                                  width=rec.width, height=rec.height, size=cfg.model.input_size,
+                                                  pad=cfg.data.pad_train):
+                clip, w = windows[k]
+                writer.add(frames, clip_key=list(_clip_key(clip)), label=int(clip.label), start=int(w.start),
+                           end=int(w.end), indices=w.indices.tolist(), event_start=int(clip.event_start),
+                           event_end=int(clip.event_end), crop=list(map(int, crop)))
+            writer.close({"kind": "windows", "settings": settings})
+            d = self.cache.commit(rec.sha256, name, stage, {"kind": "windows", "settings": settings, "clips": union,
+                                                            "windows": len(writer.clips), "video": rec.id})
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)  # gone already when committed
+        reader = ShardReader(d)
+        reused = sum(len(v) for v in self._positions(reader, need & base_keys).values())
+        return reader, self._positions(reader), reused, len(windows)
+
+    @staticmethod
+    def _positions(reader: ShardReader, only: set | None = None) -> dict[tuple, list[int]]:
+        """Clip key -> positions of its windows in ``reader`` (only the keys in ``only`` when given)."""
+        out: dict[tuple, list[int]] = {}
+        for i, c in enumerate(reader.clips):
+            key = tuple(c["clip_key"])
+            if only is None or key in only:
+                out.setdefault(key, []).append(i)
+        return out
 
 
 def run_bbox_crop(manifest_dir: str | Path, cfg: Config, out_dir: str | Path) -> dict[str, Any]:
     """Writes ``clips/`` (shards + index), ``boxes/<video>.npy`` and ``boxes.json`` under ``out_dir``."""
     mdir, out = Path(manifest_dir), Path(out_dir)
     manifest = read_manifest(mdir)
-    detector = make_detector(cfg.data.detector)
     plans = plan_clips(manifest, cfg)
+    scratch = out / ".cache-scratch"
+    cache = Cache(cfg.data.cache or (out / ".cache-run"), scratch)
+    prep = _Prep(cfg, mdir, cache)
     writer = ShardWriter(out / "clips", cfg.model.input_size)
     boxes_index: dict[str, dict[str, Any]] = {}
     failures: list[dict[str, str]] = []
     counts = np.zeros(len(manifest.labels), dtype=int)
-    for rec in tqdm(manifest.videos, desc="bbox-crop", unit="video"):
-        try:
-            boxes, origin = video_boxes(rec, mdir, detector)
-            rel = f"boxes/{Path(rec.file).name}.npy"
-            (out / "boxes").mkdir(parents=True, exist_ok=True)
-            tmp = out / (rel + ".tmp.npy")
-            np.save(tmp, boxes.astype(np.float32))
-            tmp.replace(out / rel)
-            boxes_index[rec.id] = {"file": rel, "origin": origin, "detected": float(np.isfinite(boxes[:, 0]).mean())}
-            clips = plans.get(rec.id, [])
-            windows = [(c, w) for c in clips for w in clip_windows(c, cfg.model.num_frames, cfg.model.sampling_rate,
-                                                                   rec.num_frames)]
-            for k, frames, crop in stream_windows(str(mdir / rec.file), [w.indices for _, w in windows], boxes,
-                                                  width=rec.width, height=rec.height, size=cfg.model.input_size,
-                                                  pad=cfg.data.pad_train):
-                clip, w = windows[k]
-                writer.add(frames, video=rec.id, label=clip.label, clip=f"{rec.id}#{clip.start}-{clip.end}",
-                           start=w.start, end=w.end, indices=w.indices.tolist(), event_start=clip.event_start,
-                           event_end=clip.event_end, fps=rec.fps, crop=list(map(int, crop)))
-                counts[clip.label] += 1
-        except (VideoReadError, ValueError) as e:
-            logger.error("bbox-crop: %s failed: %s", rec.id, e)
-            failures.append({"video": rec.id, "reason": str(e)})
-    if not writer.clips:
-        raise RuntimeError(f"bbox-crop produced no training window; failures: {failures}")
-    writer.close({"labels": manifest.labels, "data_version": manifest.data_version})
+    stats: dict[str, _Stats] = {}
+    try:
+        for rec in tqdm(manifest.videos, desc="bbox-crop", unit="video"):
+            try:
+                boxes, origin = prep.boxes(rec)
+                rel = f"boxes/{Path(rec.file).name}.npy"
+                (out / "boxes").mkdir(parents=True, exist_ok=True)
+                tmp = out / (rel + ".tmp.npy")
+                np.save(tmp, boxes.astype(np.float32))
+                tmp.replace(out / rel)
+                boxes_index[rec.id] = {"file": rel, "origin": "annotation" if origin == "annotation" else "detector",
+                                       "cache": origin, "detected": float(np.isfinite(boxes[:, 0]).mean())}
+                clips = plans.get(rec.id, [])
+                reused = computed = 0
+                if clips:
+                    reader, positions, reused, computed = prep.windows(rec, boxes, clips, manifest.labels)
+                    for clip in clips:
+                        for i in positions.get(_clip_key(clip), []):
+                            meta = reader.clips[i]
+                            writer.add(np.asarray(reader.frames(i)), video=rec.id, label=int(meta["label"]),
+                                       clip=f"{rec.id}#{clip.start}-{clip.end}", start=meta["start"],
+                                       end=meta["end"], indices=meta["indices"], event_start=meta["event_start"],
+                                       event_end=meta["event_end"], fps=rec.fps, crop=meta["crop"])
+                            counts[clip.label] += 1
+                stats[rec.id] = _Stats(origin, reused, computed)
+            except (VideoReadError, ValueError) as e:
+                logger.error("bbox-crop: %s failed: %s", rec.id, e)
+                failures.append({"video": rec.id, "reason": str(e)})
+        if not writer.clips:
+            raise RuntimeError(f"bbox-crop produced no training window; failures: {failures}")
+        writer.close({"labels": manifest.labels, "data_version": manifest.data_version})
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        if not cfg.data.cache:
+            shutil.rmtree(out / ".cache-run", ignore_errors=True)
+    computed_videos = sorted(v for v, s in stats.items() if s.boxes == "computed" or s.windows_computed)
+    cache_summary = {
+        "uri": cfg.data.cache or None,
+        "videos_computed": len(computed_videos), "videos_reused": len(stats) - len(computed_videos),
+        "computed": computed_videos,
+        "boxes": {k: sum(s.boxes == k for s in stats.values()) for k in ("reused", "computed", "annotation")},
+        "windows": {"reused": sum(s.windows_reused for s in stats.values()),
+                    "computed": sum(s.windows_computed for s in stats.values())},
+    }
     summary = {"windows_per_class": {manifest.labels[i]: int(c) for i, c in enumerate(counts)},
-               "videos": len(manifest.videos), "failures": failures, "boxes": boxes_index,
+               "videos": len(manifest.videos), "failures": failures, "boxes": boxes_index, "cache": cache_summary,
                "labels": manifest.labels, "data_version": manifest.data_version}
     write_json(out / "boxes.json", summary)
-    logger.info("bbox-crop: training windows per class %s; %d failures", summary["windows_per_class"], len(failures))
+    logger.info("bbox-crop: training windows per class %s; videos reused %d, computed %d; %d failures",
+                summary["windows_per_class"], cache_summary["videos_reused"], cache_summary["videos_computed"],
+                len(failures))
     return summary
 
 
@@ -117,4 +305,6 @@ if kfp_compile_time():
 
         cfg = setup(config_json)
         s = run_bbox_crop(manifest.path, cfg, crops.path)
-        crops.metadata.update({"windows_per_class": s["windows_per_class"], "failures": len(s["failures"])})
+        crops.metadata.update({"windows_per_class": s["windows_per_class"], "failures": len(s["failures"]),
+                               "videos_reused": s["cache"]["videos_reused"],
+                               "videos_computed": s["cache"]["videos_computed"]})

@@ -1,9 +1,22 @@
 """Ingest: a Supervisely video project → manifest + train/test split by video + ingest report.
 
+The source is a project directory, an ``s3://`` prefix or ``sly://<project id>``
+(:mod:`components.sources`). Two project shapes are read (the one found goes into the report):
+
+- ``videos``: annotated full-length videos in any (nested) datasets; action tags with frame
+  ranges become labelled intervals and videos are split train/test by video (stratified,
+  deterministic).
+- ``training_data``: the preprocessing app's "Training Data" project: ``train/`` with nested
+  class datasets (``Self-Grooming``, ``Head-Body_TWITCH``, ``idle``) of short clips, each wholly of
+  its folder's class, and ``test/`` with full-length tagged videos. Every train clip is one train
+  video labelled over its whole frame range (idle clips explicitly idle); ``test/`` is the test
+  split as given.
+
 Tags map to classes case-insensitively by prefix (punctuation ignored, so the dataset folder
-name ``Head-Body_TWITCH`` matches ``Head/Body TWITCH``). Videos are probed and hashed; bad
-videos and annotations are excluded and reported; the stage fails only when nothing usable
-remains. Videos are copied into the output so later stages (and cluster pods) find them.
+name ``Head-Body_TWITCH`` matches ``Head/Body TWITCH``). Explicit idle tags are kept as idle
+intervals (minus frames tagged with an action). Videos are probed and hashed; bad videos and
+annotations are excluded and reported; the stage fails only when nothing usable remains.
+Videos are copied into the output so later stages (and cluster pods) find them.
 """
 
 
@@ -16,11 +29,13 @@ from typing import Any
 
 import numpy as np
 
+from mvd.clips import merge_ranges
 from mvd.config import Config
 from mvd.video import VideoReadError, probe
 
 from .manifest import Interval, Manifest, VideoRecord, sha256_file, write_json
-from .supervisely_project import ProjectError, boxes_array, read_project
+from .sources import ResolvedSource, SourceError, resolve_source
+from .supervisely_project import ProjectError, ProjectItem, boxes_array, read_project
 
 logger = logging.getLogger(__name__)
 
@@ -94,19 +109,133 @@ def _link_or_copy(src: Path, dst: Path) -> None:
     os.replace(tmp, dst)
 
 
+TRAINING_DATA = "training_data"
+VIDEOS = "videos"
+
+
+def _top(dataset: str) -> tuple[str, str | None]:
+    """(top-level dataset, first child dataset or None) of a nested dataset path ``a/b/c``."""
+    parts = dataset.split("/")
+    return parts[0], (parts[1] if len(parts) > 1 else None)
+
+
+def detect_shape(datasets: list[str], labels: list[str], tag_map: dict[str, str]) -> str:
+    """``"training_data"`` for the preprocessing app's output (a ``train`` dataset whose nested
+    datasets are named after classes, plus ``test``), else ``"videos"`` (annotated full videos)."""
+    tops = {_top(d)[0].lower() for d in datasets}
+    children = {c for d in datasets for t, c in [_top(d)] if t.lower() == "train" and c}
+    if "train" in tops and any(tag_to_class(c, labels, tag_map) is not None for c in children):
+        return TRAINING_DATA
+    return VIDEOS
+
+
+def subtract_ranges(ranges: list[tuple[int, int]], cut: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Parts of inclusive ``ranges`` not covered by any of ``cut``."""
+    out = []
+    for s, e in ranges:
+        pieces = [(s, e)]
+        for cs, ce in cut:
+            nxt = []
+            for ps, pe in pieces:
+                if ce < ps or cs > pe:
+                    nxt.append((ps, pe))
+                    continue
+                if ps < cs:
+                    nxt.append((ps, cs - 1))
+                if ce < pe:
+                    nxt.append((ce + 1, pe))
+            pieces = nxt
+        out.extend(pieces)
+    return out
+
+
+def _tag_intervals(vid: str, tags: list[tuple[str, int, int]], n: int, labels: list[str], tag_map: dict[str, str],
+                   decisions: list[dict[str, Any]]) -> list[Interval]:
+    """Intervals of the tags that map to a class, clipped to the video. Explicit idle tags are kept
+    (minus frames tagged with an action)."""
+    idle = labels[0]
+    out: list[Interval] = []
+    for tag, s, e in tags:
+        cls = tag_to_class(tag, labels, tag_map)
+        if cls is None:
+            continue
+        if s > e:
+            decisions.append({"video": vid, "decision": "tag_dropped",
+                              "reason": f"tag {tag!r} range [{s}, {e}] is reversed"})
+            continue
+        if s >= n or e < 0:
+            decisions.append({"video": vid, "decision": "tag_dropped",
+                              "reason": f"tag {tag!r} range [{s}, {e}] lies outside the video (0..{n - 1})"})
+            continue
+        cs, ce = max(0, s), min(n - 1, e)
+        if (cs, ce) != (s, e):
+            logger.warning("%s: tag %r range [%d, %d] clipped to [%d, %d]", vid, tag, s, e, cs, ce)
+            decisions.append({"video": vid, "decision": "tag_clipped",
+                              "reason": f"tag {tag!r} range [{s}, {e}] clipped to [{cs}, {ce}] (video has {n} frames)"})
+        out.append(Interval(cls, cs, ce))
+    positives = [(i.start, i.end) for i in out if i.label != idle]
+    idle_ranges = merge_ranges([(i.start, i.end) for i in out if i.label == idle])
+    kept_idle = subtract_ranges(idle_ranges, positives)
+    if idle_ranges and kept_idle != idle_ranges:
+        decisions.append({"video": vid, "decision": "note",
+                          "reason": "idle tags overlap action tags; the action frames keep their action label"})
+    return [i for i in out if i.label != idle] + [Interval(idle, s, e) for s, e in kept_idle]
+
+
+def _item_intervals(it: ProjectItem, vid: str, n: int, shape: str, cfg: Config,
+                    decisions: list[dict[str, Any]]) -> tuple[list[Interval], str] | None:
+    """(intervals, split) of one item, or None when it is excluded (the reason is recorded)."""
+    labels, tag_map = cfg.data.labels, cfg.data.tag_map
+    if shape == VIDEOS:
+        return _tag_intervals(vid, it.tags, n, labels, tag_map, decisions), ""
+    top, child = _top(it.dataset)
+    if top.lower() == "test":
+        return _tag_intervals(vid, it.tags, n, labels, tag_map, decisions), "test"
+    if top.lower() != "train":
+        decisions.append({"video": vid, "decision": "excluded", "reason":
+                          f"dataset {it.dataset!r} is neither train/<class> nor test of a Training Data project"})
+        return None
+    cls = tag_to_class(child, labels, tag_map) if child else None
+    if cls is None:
+        why = (f"{child!r} names no class of {labels}" if child
+               else "clips must sit in a class dataset train/<class>/")
+        decisions.append({"video": vid, "decision": "excluded", "reason": f"train clip in dataset {it.dataset!r}: {why}"})
+        return None
+    other = sorted({t for t, _, _ in it.tags if tag_to_class(t, labels, tag_map) not in (None, cls)})
+    if other:
+        decisions.append({"video": vid, "decision": "note",
+                          "reason": f"tags {other} ignored: a train clip is labelled by its dataset folder ({cls})"})
+    return [Interval(cls, 0, n - 1)], "train"
+
+
 def run_ingest(source: str, cfg: Config, out_dir: str | Path, report_path: str | Path | None = None) -> Manifest:
-    """Read ``source``, validate, split, copy videos; write ``manifest.json`` in ``out_dir``."""
+    """Read ``source`` (directory, ``s3://`` prefix or ``sly://<id>``), validate, split, copy videos;
+    write ``manifest.json`` in ``out_dir``."""
     out = Path(out_dir)
+    try:
+        src = resolve_source(source, out / ".source")
+    except SourceError as e:
+        raise IngestError(str(e)) from e
+    try:
+        return _ingest(src, cfg, out, report_path)
+    finally:
+        if src.downloaded:
+            shutil.rmtree(out / ".source", ignore_errors=True)
+
+
+def _ingest(src: ResolvedSource, cfg: Config, out: Path, report_path: str | Path | None) -> Manifest:
+    source = src.uri
     labels = cfg.data.labels
     idle = labels[0]
-    local = Path(source)
     try:
-        items, declared = read_project(local, cfg.data.box_class)
+        items, declared = read_project(src.path, cfg.data.box_class)
     except ProjectError as e:
         raise IngestError(str(e)) from e
     if not items:
         raise IngestError(f"source {source} is a Supervisely project but holds no videos. "
                           "Add videos with action tags (Self-Grooming, Head/Body TWITCH, ...) and export again.")
+    shape = detect_shape(sorted({it.dataset for it in items}), labels, cfg.data.tag_map)
+    logger.info("ingest: %s project shape %r", source, shape)
     decisions: list[dict[str, Any]] = []
     unknown = sorted({t for t in declared if tag_to_class(t, labels, cfg.data.tag_map) is None})
     if unknown:
@@ -118,6 +247,7 @@ def run_ingest(source: str, cfg: Config, out_dir: str | Path, report_path: str |
         decisions.append({"video": None, "decision": "tags_ignored", "reason": msg})
 
     records: list[VideoRecord] = []
+    fixed_splits: list[str] = []
     seen_ids: set[str] = set()
     for it in items:
         vid = f"{it.dataset}/{it.name}"
@@ -136,33 +266,20 @@ def run_ingest(source: str, cfg: Config, out_dir: str | Path, report_path: str |
         if it.frames_count and it.frames_count != n:
             decisions.append({"video": vid, "decision": "note",
                               "reason": f"annotation says {it.frames_count} frames, video decodes {n}; using {n}"})
-        intervals: list[Interval] = []
-        for tag, s, e in it.tags:
-            cls = tag_to_class(tag, labels, cfg.data.tag_map)
-            if cls is None or cls == idle:
-                continue
-            if s > e:
-                decisions.append({"video": vid, "decision": "tag_dropped", "reason": f"tag {tag!r} range [{s}, {e}] is reversed"})
-                continue
-            if s >= n or e < 0:
-                decisions.append({"video": vid, "decision": "tag_dropped",
-                                  "reason": f"tag {tag!r} range [{s}, {e}] lies outside the video (0..{n - 1})"})
-                continue
-            cs, ce = max(0, s), min(n - 1, e)
-            if (cs, ce) != (s, e):
-                logger.warning("%s: tag %r range [%d, %d] clipped to [%d, %d]", vid, tag, s, e, cs, ce)
-                decisions.append({"video": vid, "decision": "tag_clipped",
-                                  "reason": f"tag {tag!r} range [{s}, {e}] clipped to [{cs}, {ce}] (video has {n} frames)"})
-            intervals.append(Interval(cls, cs, ce))
+        got = _item_intervals(it, vid, n, shape, cfg, decisions)
+        if got is None:
+            continue
+        intervals, split = got
         if not intervals:
             decisions.append({"video": vid, "decision": "excluded",
                               "reason": "no action tag (treated as unannotated, not as all-idle)"})
             continue
         seen_ids.add(vid)
         safe = re.sub(r"[^A-Za-z0-9._-]+", "_", vid)
-        rec = VideoRecord(id=vid, dataset=it.dataset, name=it.name, source=str(it.video_path), file=f"videos/{safe}",
-                          sha256=sha256_file(it.video_path), fps=info.fps, num_frames=n, width=info.width,
-                          height=info.height, intervals=sorted(intervals, key=lambda i: (i.start, i.label)))
+        rec = VideoRecord(id=vid, dataset=it.dataset, name=it.name, source=src.origin(it.video_path),
+                          file=f"videos/{safe}", sha256=sha256_file(it.video_path), fps=info.fps, num_frames=n,
+                          width=info.width, height=info.height,
+                          intervals=sorted(intervals, key=lambda i: (i.start, i.label)))
         if it.boxes:
             arr = boxes_array(it.boxes, n)
             rec.boxes = f"boxes/{safe}.npy"
@@ -171,25 +288,36 @@ def run_ingest(source: str, cfg: Config, out_dir: str | Path, report_path: str |
             np.save(tmp, arr)
             os.replace(tmp, out / rec.boxes)
         records.append(rec)
+        fixed_splits.append(split)
+        _link_or_copy(it.video_path, out / rec.file)
     if not records:
         reasons = "; ".join(f"{d['video']}: {d['reason']}" for d in decisions if d["video"])[:2000]
         raise IngestError(f"source {source} has no usable video with an action tag. Expected videos tagged with "
                           f"one of {labels[1:]} (frame-range tags). Per video: {reasons}")
-    splits = split_videos([{i.label for i in r.intervals} for r in records], [r.sha256 for r in records],
-                          cfg.data.test_ratio, cfg.data.split_seed)
+    if shape == TRAINING_DATA:
+        splits = fixed_splits
+        for need in ("train", "test"):
+            if need not in splits:
+                where = "train/<class>/ clips" if need == "train" else "full videos with action tags in test/"
+                raise IngestError(f"source {source} is a Training Data project (train/<class>/ clips and test/ "
+                                  f"videos) but has no usable {need} video: add {where}")
+    else:
+        splits = split_videos([{i.label for i in r.intervals if i.label != idle} for r in records],
+                              [r.sha256 for r in records], cfg.data.test_ratio, cfg.data.split_seed)
     for r, s in zip(records, splits):
         r.split = s
-        _link_or_copy(Path(r.source), out / r.file)
     manifest = Manifest(labels=list(labels), source=str(source), videos=records)
     manifest.write(out)
     counts = {s: sum(r.split == s for r in records) for s in ("train", "test")}
     per_class = {c: {s: sum(1 for r in records if r.split == s for i in r.intervals if i.label == c)
-                     for s in ("train", "test")} for c in labels[1:]}
-    report = {"source": str(source), "data_version": manifest.data_version, "videos_total": len(items),
-              "videos_used": len(records), "split": counts, "intervals_per_class": per_class, "decisions": decisions}
+                     for s in ("train", "test")} for c in labels}
+    report = {"source": str(source), "source_kind": src.kind, "shape": shape, "data_version": manifest.data_version,
+              "videos_total": len(items), "videos_used": len(records), "split": counts,
+              "intervals_per_class": per_class, "decisions": decisions}
     if report_path:
         write_json(report_path, report)
-    logger.info("ingest: %d of %d videos used (%s); %d decisions", len(records), len(items), counts, len(decisions))
+    logger.info("ingest: %d of %d videos used (%s, shape %s); %d decisions", len(records), len(items), counts, shape,
+                len(decisions))
     return manifest
 
 
@@ -204,11 +332,15 @@ from .images import CPU_IMAGE  # noqa: E402
 if kfp_compile_time():
     @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
     def ingest_op(source: str, config_json: str, manifest: Output[Dataset], report: Output[Artifact]):
-        """Read the Supervisely project, validate, split train/test by video; write the manifest."""
+        """Read the Supervisely project (directory, s3:// or sly://), validate, split; write the manifest."""
+        import json
+
         from components.common import setup
         from components.ingest import run_ingest
 
         cfg = setup(config_json)
         m = run_ingest(source, cfg, manifest.path, report.path)
-        manifest.metadata.update({"data_version": m.data_version, "videos": len(m.videos),
+        with open(report.path) as f:
+            shape = json.load(f)["shape"]
+        manifest.metadata.update({"data_version": m.data_version, "videos": len(m.videos), "shape": shape,
                                   "train": len(m.split("train")), "test": len(m.split("test"))})

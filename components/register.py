@@ -4,6 +4,7 @@ only when the primary metric beats the current champion's by the configured marg
 
 import json
 import logging
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,7 @@ def run_register(
     tracking_uri: str,
     mlflow_run_id: str,
     kfp_run_id: str = "",
+    report: str | Path | None = None,
 ) -> dict[str, Any]:
     import mlflow
     from mlflow.models import ModelSignature
@@ -99,8 +101,28 @@ def run_register(
     c.set_model_version_tag(name, version, "promotion", "champion" if promote else "candidate")
     c.set_model_version_tag(name, version, "promotion_reason", reason)
     logger.info("registered %s version %s; champion: %s (%s)", name, version, promote, reason)
+    mirrored = _mirror(c, model_dir, cfg, name, version, mlflow_run_id, kfp_run_id, report)
     return {"model_name": name, "model_version": version, "promoted": promote, "reason": reason,
-            "previous_champion": champion_version, "primary_metric": primary, "mlflow_run_id": mlflow_run_id}
+            "previous_champion": champion_version, "primary_metric": primary, "mlflow_run_id": mlflow_run_id,
+            "mirrored": mirrored}
+
+
+def _mirror(c, model_dir: str | Path, cfg: Config, name: str, version: str, mlflow_run_id: str, kfp_run_id: str,
+            report: str | Path | None) -> dict[str, list[str] | None]:
+    """Copy the registered files to MAR_MIRROR_URI and Team Files (each only when configured)."""
+    from .mirror import MirrorError, mirror_model
+    from .storage import StorageError
+
+    run_name = c.get_run(mlflow_run_id).info.run_name or kfp_run_id or mlflow_run_id
+    try:
+        mirrored = mirror_model(model_dir, cfg.to_json(), name=name, version=version, run_name=run_name, report=report)
+    except (StorageError, MirrorError) as e:
+        raise MirrorError(f"{name} version {version} is registered, but mirroring it failed: {e}") from e
+    for where, paths in mirrored.items():
+        if paths:
+            common = os.path.commonprefix(paths)
+            c.set_model_version_tag(name, version, f"mirror.{where}", common[:common.rfind("/") + 1])
+    return mirrored
 
 
 # ----------------------------------------------------------------------------- KFP component
@@ -132,7 +154,7 @@ if kfp_compile_time():
         cfg = setup(config_json)
         res = json.loads(open(results.path).read())
         reg = run_register(model.path, res, cfg, tracking_uri=tracking_uri, mlflow_run_id=mlflow_run_id,
-                           kfp_run_id=kfp_run_id)
+                           kfp_run_id=kfp_run_id, report=report.path)
         artifacts = {"predictions": predictions.path, "report": report.path,
                      "predictions_uri": predictions.uri, "report_uri": report.uri, "model_uri": model.uri}
         return json.dumps({**reg, "metrics": res["headline"], "artifacts": artifacts})

@@ -93,15 +93,22 @@ def idle_clips(
     max_len: int,
     rng: np.random.Generator,
     label: int = 0,
+    shortest: int | None = None,
 ) -> list[Clip]:
-    """Idle clips cut from the gaps between positives until ``target_frames`` is reached."""
+    """Idle clips cut from the gaps between positives until ``target_frames`` is reached.
+
+    Clips are ``min_len``–``max_len`` frames; a gap shorter than ``min_len`` but at least
+    ``shortest`` frames long (default ``min_len``) is taken whole, so densely annotated videos
+    still yield idle examples.
+    """
+    shortest = min_len if shortest is None else min(shortest, min_len)
     merged = merge_ranges(positive_ranges)
     gaps, prev = [], 0
     for s, e in merged:
-        if s - prev >= min_len:
+        if s - prev >= shortest:
             gaps.append((prev, s - 1))
         prev = e + 1
-    if num_frames - prev >= min_len:
+    if num_frames - prev >= shortest:
         gaps.append((prev, num_frames - 1))
     clips: list[Clip] = []
     total = 0
@@ -114,19 +121,19 @@ def idle_clips(
             if total >= target_frames:
                 break
             pieces.sort(key=lambda g: g[1] - g[0], reverse=True)
-            if not pieces or pieces[0][1] - pieces[0][0] + 1 < min_len:
+            if not pieces or pieces[0][1] - pieces[0][0] + 1 < shortest:
                 continue
             gs, ge = pieces.pop(0)
             glen = ge - gs + 1
-            length = int(rng.integers(min_len, min(max_len, glen) + 1))
+            length = int(rng.integers(min(min_len, glen), min(max_len, glen) + 1))
             start = gs + int(rng.integers(0, glen - length + 1))
             end = start + length - 1
             clips.append(Clip(label, start, end, start, end))
             total += length
             progress = True
-            if start - gs >= min_len:
+            if start - gs >= shortest:
                 pieces.append((gs, start - 1))
-            if ge - end >= min_len:
+            if ge - end >= shortest:
                 pieces.append((end + 1, ge))
     return sorted(clips, key=lambda c: c.start)
 

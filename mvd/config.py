@@ -76,6 +76,8 @@ class TrainConfig:
     rand_augment: str = "rand-m7-n4-mstd0.5-inc1"  # empty = off
     rrc_scale: list[float] = field(default_factory=lambda: [0.7, 1.0])
     flip: bool = True
+    color_jitter: float = 0.0  # brightness/contrast/saturation ± this, one draw per clip
+    invert_prob: float = 0.0  # probability of inverting a clip's colours (dark ↔ light animals)
     balanced_sampling: bool = False
     samples_per_epoch: int = 0  # 0 = one pass over the training clips
     amp: bool = True
@@ -125,17 +127,19 @@ PROFILES: dict[str, dict[str, Any]] = {
     "cpu": {
         "model.arch": "vit_tiny",
         "model.num_frames": 8,
-        "model.sampling_rate": 2,
-        "model.input_size": 64,
+        "model.sampling_rate": 1,
+        "model.input_size": 32,
         "model.drop_path": 0.0,
-        "train.epochs": 12,
+        "train.epochs": 20,
+        "train.samples_per_epoch": 2000,
         "train.batch_size": 16,
-        "train.lr": 2e-3,
+        "train.lr": 0.016,  # × 16/256 = 1e-3
         "train.warmup_epochs": 1.0,
         "train.layer_decay": 1.0,
         "train.weight_decay": 0.05,
-        "train.save_ckpt_freq": 4,
+        "train.save_ckpt_freq": 5,
         "train.rand_augment": "",
+        "train.rrc_scale": [0.8, 1.0],
         "train.reprob": 0.0,
         "train.mixup_prob": 0.0,
         "train.label_smoothing": 0.1,
@@ -315,6 +319,7 @@ def validate(cfg: Config) -> None:
         (len(t.rrc_scale) == 2 and 0 < t.rrc_scale[0] <= t.rrc_scale[1] <= 1, "train.rrc_scale must be [lo, hi] in (0, 1]"),
         (0 <= t.mixup_prob <= 1 and 0 <= t.reprob <= 1, "train.mixup_prob/reprob must be in [0, 1]"),
         (0 <= t.label_smoothing < 1, "train.label_smoothing must be in [0, 1)"),
+        (0 <= t.color_jitter < 1 and 0 <= t.invert_prob <= 1, "train.color_jitter must be in [0, 1), train.invert_prob in [0, 1]"),
         (b.stride >= 0 and b.batch_size >= 1, "benchmark.stride must be ≥ 0 and benchmark.batch_size ≥ 1"),
     ]
     for ok, msg in checks:

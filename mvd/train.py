@@ -227,7 +227,8 @@ def train(
     tr_pos, va_pos = stratified_split(all_labels, t.val_ratio, t.seed, groups)
     m = cfg.model
     train_ds = ClipDataset(reader, tr_pos, ClipTransform(m.input_size, True, rrc_scale=tuple(t.rrc_scale), flip=t.flip,
-                                                         rand_augment=t.rand_augment, reprob=t.reprob))
+                                                         rand_augment=t.rand_augment, reprob=t.reprob,
+                                                         color_jitter=t.color_jitter, invert_prob=t.invert_prob))
     val_ds = ClipDataset(reader, va_pos, ClipTransform(m.input_size, False))
     present = sorted(set(all_labels))
     logger.info("clips: %d train, %d val; classes present %s", len(train_ds), len(val_ds), [labels[i] for i in present])

@@ -31,7 +31,7 @@ def normalize(x: torch.Tensor, mean=MEAN, std=STD) -> torch.Tensor:
 
 def to_tensor(frames: np.ndarray) -> torch.Tensor:
     """(T, H, W, 3) uint8 → (3, T, H, W) float in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2).float().div_(255.0)
+    return torch.from_numpy(np.array(frames, dtype=np.uint8)).permute(3, 0, 1, 2).float().div_(255.0)
 
 
 class ClipTransform:

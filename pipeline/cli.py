@@ -10,6 +10,10 @@ from pathlib import Path
 
 from mvd.config import ConfigError, build_config, parse_overrides
 
+from .cli_registry import add_registry_commands
+
+from .cli_cluster import add_cluster_commands
+
 log = logging.getLogger("mar")
 
 
@@ -31,6 +35,9 @@ def _config(args: argparse.Namespace):
 def _print_summary(summary: dict, as_json: bool) -> None:
     if as_json:
         print(json.dumps(summary))
+        return
+    if summary.get("skipped"):
+        print(f"skipped: {summary['reason']}")
         return
     m = summary["metrics"]
     print(f"\nrun {summary['run_id']} finished in {summary['wall_s']} s")
@@ -58,7 +65,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except IngestError as e:
         raise UserError(str(e)) from e
     try:
-        summary = run_local(args.source, cfg, args.workdir)
+        summary = run_local(args.source, cfg, args.workdir, force=getattr(args, "force", False))
     except PipelineFailed as e:
         raise UserError(str(e)) from e
     _print_summary(summary, args.json)
@@ -76,7 +83,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
             shutil.rmtree(project)
         log.info("writing a synthetic Supervisely project of %d videos to %s", args.videos, project)
-        write_demo_project(project, n_videos=args.videos, seed=args.seed)
+        write_demo_project(project, n_videos=args.videos, seed=args.seed, duration_s=(30.0, 40.0))
     args.source = str(project)
     return cmd_run(args)
 
@@ -121,6 +128,24 @@ def cmd_import_checkpoint(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    from components.predict import PredictError, run_predict
+
+    try:
+        s = run_predict(args.model, args.videos, args.out, tracking_uri=args.tracking_uri, detector=args.detector,
+                        stride=args.stride, batch_size=args.batch_size)
+    except PredictError as e:
+        raise UserError(str(e)) from e
+    for video, v in s["videos"].items():
+        counts = ", ".join(f"{k}: {c['bouts']} bouts {c['duration_s']:.1f} s" for k, c in v["per_class"].items()
+                           if c["bouts"] is not None)
+        print(f"{video}: {counts}")
+    for f in s["failures"]:
+        print(f"{f['video']}: FAILED: {f['reason']}", file=sys.stderr)
+    print(f"results in {args.out}")
+    return 0
+
+
 def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", choices=["cpu", "gpu"], default=None,
                    help="gpu = ViT-S 16×224 (the reference defaults), cpu = tiny ViT; default: gpu if CUDA is available")
@@ -138,10 +163,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run ingest → bbox-crop → train → benchmark → register locally (kfp.local)")
     p.add_argument("--source", required=True, help="Supervisely video project directory")
     _add_run_args(p)
+    p.add_argument("--force", action="store_true",
+                   help="train even when the latest registered model was trained on the same data version")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("demo", help="write a synthetic Supervisely project and run the pipeline on it")
-    p.add_argument("--videos", type=int, default=12)
+    p.add_argument("--videos", type=int, default=24)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--regenerate", action="store_true", help="rewrite the demo project even if it exists")
     _add_run_args(p)
@@ -150,6 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compile", help="compile the DAG to pipeline.yaml")
     p.add_argument("--out", default="pipeline.yaml")
     p.set_defaults(func=cmd_compile)
+
+    add_cluster_commands(sub)
 
     p = sub.add_parser("config", help="print the resolved configuration as YAML")
     _add_run_args(p)
@@ -161,6 +190,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detector", default="background")
     p.set_defaults(func=cmd_boxes)
 
+    p = sub.add_parser("predict", help="label new videos with a trained model (frames/bouts CSV, ethogram, counts)")
+    p.add_argument("videos", nargs="+", help="video files or directories of videos")
+    p.add_argument("--model", required=True,
+                   help="model directory, models:/<name>@<alias>, models:/<name>/<version> or <name>@<alias>")
+    p.add_argument("--out", required=True)
+    p.add_argument("--tracking-uri", default="", help="MLflow tracking URI for models:/ references")
+    p.add_argument("--detector", default="background")
+    p.add_argument("--stride", type=int, default=0, help="window stride in frames (0 = half the window span)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.set_defaults(func=cmd_predict)
+
     p = sub.add_parser("import-checkpoint", help="convert an official MVD checkpoint to safetensors + model card")
     p.add_argument("checkpoint")
     p.add_argument("--arch", required=True, choices=["vit_small", "vit_base", "vit_large", "vit_tiny"])
@@ -169,6 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-frames", type=int, default=16)
     p.add_argument("--input-size", type=int, default=224)
     p.set_defaults(func=cmd_import_checkpoint)
+
+    add_registry_commands(sub)
     return ap
 
 

@@ -47,8 +47,9 @@ def preflight(source: str, cfg: Config) -> None:
 
 
 def run_local(source: str, cfg: Config, workdir: str | Path, *, run_id: str | None = None,
-              experiment: str = "mouse-action-recognition") -> dict[str, Any]:
-    """Run ingest → bbox-crop → train → benchmark → register locally; returns the run summary."""
+              experiment: str = "mouse-action-recognition", force: bool = False) -> dict[str, Any]:
+    """Run ingest → bbox-crop → train → benchmark → register locally; returns the run summary
+    (``{"skipped": true, "reason": ...}`` when the data is unchanged and ``force`` is false)."""
     from kfp import local
 
     from .dag import mar_pipeline
@@ -67,11 +68,19 @@ def run_local(source: str, cfg: Config, workdir: str | Path, *, run_id: str | No
     t0 = time.perf_counter()
     try:
         task = mar_pipeline(source=str(source), config_json=cfg.to_json(), tracking_uri=tracking_uri,
-                            experiment=experiment, run_name=run_id, artifact_root=str(work / "mlartifacts"))
+                            experiment=experiment, run_name=run_id, artifact_root=str(work / "mlartifacts"),
+                            force=force)
     except RuntimeError as e:
         raise PipelineFailed(f"the pipeline failed: {e}. The failing task's log is printed above; "
                              f"its files are under {work / 'kfp'}") from e
     reg = json.loads(task.output)
+    if reg.get("skipped"):
+        logger.info("skipped: %s", reg["reason"])
+        skipped = {"run_id": run_id, "workdir": str(work), "mlflow_tracking_uri": tracking_uri, "skipped": True,
+                   "reason": reg["reason"], "wall_s": round(time.perf_counter() - t0, 1)}
+        (run_dir / "summary.json.tmp").write_text(json.dumps(skipped, indent=1))
+        os.replace(run_dir / "summary.json.tmp", run_dir / "summary.json")
+        return skipped
     arts = reg.pop("artifacts")
     report = run_dir / "report.html"
     shutil.copyfile(arts["report"], report)

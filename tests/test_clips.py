@@ -69,6 +69,15 @@ def test_idle_clips_stay_in_gaps_and_reach_target():
     assert 400 <= total < 400 + 150
 
 
+def test_idle_clips_take_short_gaps_whole_when_allowed():
+    positives = [(0, 49), (100, 149), (190, 299)]  # gaps of 50 and 40 frames, both < min_len 90
+    none = idle_clips(positives, 300, target_frames=500, min_len=90, max_len=150, rng=np.random.default_rng(0))
+    assert none == []
+    got = idle_clips(positives, 300, target_frames=500, min_len=90, max_len=150, rng=np.random.default_rng(0),
+                     shortest=16)
+    assert sorted((c.start, c.end) for c in got) == [(50, 99), (150, 189)]
+
+
 def test_idle_clips_stop_when_gaps_run_out():
     clips = idle_clips([(0, 900)], 1000, target_frames=10_000, min_len=90, max_len=150, rng=np.random.default_rng(1))
     assert all(c.start > 900 for c in clips) and sum(c.end - c.start + 1 for c in clips) <= 99

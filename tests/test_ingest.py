@@ -101,3 +101,163 @@ def test_manifest_validation_names_the_problem(tmp_path):
          "intervals": [{"label": "Self-Grooming", "start": 5, "end": 12}]}]}))
     with pytest.raises(ManifestError, match="d/v.mp4"):
         read_manifest(tmp_path)
+
+
+# ----------------------------------------------------------------------------- nested datasets, shapes
+
+
+def make_project(root, videos, work, *, size=(64, 48), fps=30):
+    """A Supervisely video project with (nested) datasets.
+
+    videos: list of (dataset path "a/b", name, [(tag, start, end)], num_frames, seed). A nested
+    dataset "a/b" is written as a/datasets/b, the SDK's layout.
+    """
+    import shutil
+
+    import supervisely as sly
+
+    from pipeline.demo_data import render_video
+
+    project = sly.VideoProject(str(root), sly.OpenMode.CREATE)
+    names = sorted({t for _, _, tags, _, _ in videos for t, _, _ in tags})
+    metas = {n: sly.TagMeta(n, sly.TagValueType.NONE) for n in names}
+    project.set_meta(sly.ProjectMeta(tag_metas=list(metas.values())))
+    datasets = {}
+
+    def dataset(path):
+        if path not in datasets:
+            parts = path.split("/")
+            if len(parts) > 1:
+                dataset("/".join(parts[:-1]))
+            datasets[path] = project.create_dataset(parts[-1], ds_path="/datasets/".join(parts))
+        return datasets[path]
+
+    for ds_path, name, tags, n, seed in videos:
+        src = work / f"render_{n}_{seed}.mp4"
+        if not src.exists():
+            render_video(src, num_frames=n, size=size, fps=fps, seed=seed)
+        ann = sly.VideoAnnotation(img_size=(size[1], size[0]), frames_count=n, tags=sly.VideoTagCollection(
+            [sly.VideoTag(metas[t], frame_range=(s, e)) for t, s, e in tags]))
+        copy = work / f"{ds_path.replace('/', '_')}_{name}"
+        shutil.copyfile(src, copy)
+        dataset(ds_path).add_item_file(name, str(copy), ann=ann, _validate_item=False)
+    return root
+
+
+def test_nested_datasets_are_read(tmp_path):
+    import supervisely as sly
+
+    root = make_project(tmp_path / "proj", [
+        ("cohort", "top.mp4", [("Self-Grooming", 5, 30)], 60, 1),
+        ("cohort/day1", "a.mp4", [("Self-Grooming", 5, 30)], 60, 2),
+        ("cohort/day1/cage3", "b.mp4", [("Head/Body TWITCH", 10, 12)], 60, 3),
+        ("other", "c.mp4", [("Self-Grooming", 0, 20)], 60, 4),
+    ], tmp_path)
+    assert (root / "cohort/datasets/day1/datasets/cage3/video/b.mp4").is_file()  # the SDK's nested layout
+    # what SDK 6.74.51 yields for nested datasets: full names joined with "/", paths with /datasets/
+    got = {(ds.name, ds.path) for ds in sly.VideoProject(str(root), sly.OpenMode.READ).datasets}
+    assert ("cohort/day1/cage3", "cohort/datasets/day1/datasets/cage3") in got
+    assert ("cohort/day1", "cohort/datasets/day1") in got
+    m = run_ingest(str(root), build_config("cpu"), tmp_path / "out", tmp_path / "report.json")
+    assert {v.id for v in m.videos} == {"cohort/top.mp4", "cohort/day1/a.mp4", "cohort/day1/cage3/b.mp4", "other/c.mp4"}
+    b = next(v for v in m.videos if v.name == "b.mp4")
+    assert b.dataset == "cohort/day1/cage3"
+    assert [(i.label, i.start, i.end) for i in b.intervals] == [("Head/Body TWITCH", 10, 12)]
+    assert json.loads((tmp_path / "report.json").read_text())["shape"] == "videos"
+
+
+def test_explicit_idle_tags_are_kept_minus_action_frames(tmp_path):
+    root = make_project(tmp_path / "proj", [
+        ("ds", "a.mp4", [("idle", 0, 59), ("Self-Grooming", 20, 29)], 60, 1),
+        ("ds", "b.mp4", [("idle", 0, 39)], 60, 2),  # only idle: annotated, all-idle frames 0..39
+        ("ds", "c.mp4", [("Self-Grooming", 0, 9)], 60, 3),
+    ], tmp_path)
+    m = run_ingest(str(root), build_config("cpu"), tmp_path / "out")
+    by = {v.name: [(i.label, i.start, i.end) for i in v.intervals] for v in m.videos}
+    assert by["a.mp4"] == [("idle", 0, 19), ("Self-Grooming", 20, 29), ("idle", 30, 59)]
+    assert by["b.mp4"] == [("idle", 0, 39)]
+    assert read_manifest(tmp_path / "out").videos[0].intervals  # idle intervals validate on read
+
+
+@pytest.mark.parametrize("ranges,cut,expected", [
+    ([(0, 59)], [(20, 29)], [(0, 19), (30, 59)]),
+    ([(0, 9)], [(0, 9)], []),
+    ([(5, 9)], [(0, 5), (9, 20)], [(6, 8)]),
+    ([(0, 4), (10, 14)], [], [(0, 4), (10, 14)]),
+])
+def test_subtract_ranges(ranges, cut, expected):
+    from components.ingest import subtract_ranges
+
+    assert subtract_ranges(ranges, cut) == expected
+
+
+@pytest.mark.parametrize("datasets,shape", [
+    (["train/Self-Grooming", "train/idle", "test"], "training_data"),
+    (["train/Head-Body_TWITCH", "test"], "training_data"),
+    (["Train/self-grooming"], "training_data"),
+    (["train", "test"], "videos"),  # flat train/test datasets of annotated videos
+    (["train/cohort_A", "test"], "videos"),  # nested, but not named after classes
+    (["cohort_A", "cohort_B/day1"], "videos"),
+])
+def test_detect_shape(datasets, shape):
+    from components.ingest import detect_shape
+
+    assert detect_shape(datasets, LABELS, {}) == shape
+
+
+def training_data_project(root, work):
+    """The preprocessing app's "Training Data" layout: train/<class>/ clips and test/ full videos."""
+    return make_project(root, [
+        ("train/Self-Grooming", "g1.mp4", [], 40, 11),
+        ("train/Self-Grooming", "g2.mp4", [("Self-Grooming", 0, 39)], 40, 12),
+        ("train/Head-Body_TWITCH", "t1.mp4", [], 20, 13),
+        ("train/idle", "i1.mp4", [], 70, 14),
+        ("train/rearing", "r1.mp4", [], 20, 15),  # no such class: excluded
+        ("test", "full1.mp4", [("Self-Grooming", 10, 40), ("Head/Body TWITCH", 60, 62)], 90, 16),
+        ("test", "full2.mp4", [("Head/Body TWITCH", 5, 7)], 90, 17),
+        ("test", "untagged.mp4", [], 90, 18),
+    ], work)
+
+
+def test_training_data_shape_ingest(tmp_path):
+    root = training_data_project(tmp_path / "Training Data", tmp_path)
+    cfg = build_config("cpu")
+    m = run_ingest(str(root), cfg, tmp_path / "out", tmp_path / "report.json")
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["shape"] == "training_data"
+    by = {v.id: v for v in m.videos}
+    assert set(by) == {"train/Self-Grooming/g1.mp4", "train/Self-Grooming/g2.mp4", "train/Head-Body_TWITCH/t1.mp4",
+                       "train/idle/i1.mp4", "test/full1.mp4", "test/full2.mp4"}
+    whole = {vid: [(i.label, i.start, i.end) for i in v.intervals] for vid, v in by.items() if v.split == "train"}
+    assert whole == {"train/Self-Grooming/g1.mp4": [("Self-Grooming", 0, 39)],
+                     "train/Self-Grooming/g2.mp4": [("Self-Grooming", 0, 39)],
+                     "train/Head-Body_TWITCH/t1.mp4": [("Head/Body TWITCH", 0, 19)],
+                     "train/idle/i1.mp4": [("idle", 0, 69)]}
+    assert {vid for vid, v in by.items() if v.split == "test"} == {"test/full1.mp4", "test/full2.mp4"}
+    assert [(i.label, i.start, i.end) for i in by["test/full1.mp4"].intervals] == [
+        ("Self-Grooming", 10, 40), ("Head/Body TWITCH", 60, 62)]
+    reasons = {d["video"]: d["reason"] for d in report["decisions"] if d["video"]}
+    assert "rearing" in reasons["train/rearing/r1.mp4"] and "no action tag" in reasons["test/untagged.mp4"]
+    assert report["split"] == {"train": 4, "test": 2}
+
+    # bbox-crop cuts idle windows from the explicitly idle clip, positives from the class clips
+    from components.bbox_crop import plan_clips, run_bbox_crop
+    from mvd.shards import ShardReader
+
+    plans = plan_clips(read_manifest(tmp_path / "out"), cfg)
+    assert [tuple(c) for c in plans["train/idle/i1.mp4"]] == [(0, 0, 69, 0, 69)]
+    s = run_bbox_crop(tmp_path / "out", cfg, tmp_path / "crops")
+    per_video = {}
+    for c in ShardReader(tmp_path / "crops" / "clips").clips:
+        per_video.setdefault(c["video"], set()).add(c["label"])
+    assert per_video == {"train/Self-Grooming/g1.mp4": {1}, "train/Self-Grooming/g2.mp4": {1},
+                         "train/Head-Body_TWITCH/t1.mp4": {2}, "train/idle/i1.mp4": {0}}
+    assert all(v > 0 for v in s["windows_per_class"].values())
+    assert set(s["boxes"]) == set(by)  # test videos keep per-frame boxes for the benchmark
+
+
+def test_training_data_without_test_videos_is_a_clear_error(tmp_path):
+    root = make_project(tmp_path / "proj", [("train/idle", "i.mp4", [], 30, 1),
+                                            ("train/Self-Grooming", "g.mp4", [], 30, 2)], tmp_path)
+    with pytest.raises(IngestError, match="no usable test video"):
+        run_ingest(str(root), build_config("cpu"), tmp_path / "out")

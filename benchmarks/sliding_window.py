@@ -1,0 +1,105 @@
+"""Sliding-window benchmark speed, measured side by side on one video in one run.
+
+  ours      mvd.infer.predict_video: one sequential decode, windows cropped as they complete,
+            batched through the model
+  naive     per window: seek to the window, decode its frames, crop, run the model alone
+            (what a per-window ``__getitem__`` over the video does)
+  decode    sequential decode only
+
+Printed: p1_vs_naive = ours windows/s ÷ naive windows/s, p2_vs_decode = ours frames/s ÷
+decode frames/s (goal ≥ 5 and ≥ 0.5 with the tiny CPU model). Medians of ``--runs`` runs.
+The naive method is timed on the first ``--naive-windows`` windows (it is slow).
+Last line: one JSON object.
+
+    python benchmarks/sliding_window.py [--video PATH] [--runs 3] [--arch vit_tiny]
+"""
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+
+from mvd.clips import sliding_windows
+from mvd.crop import crop_for_frames, crop_resize
+from mvd.detect import make_detector
+from mvd.infer import predict_video
+from mvd.model import create_model
+from mvd.transforms import normalize, to_tensor
+from mvd.video import frame_to_rgb, iter_frames, probe
+
+DEFAULT_VIDEO = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "openfield_dlc_m3v1.mp4"
+
+
+def naive_windows(video: str, windows, boxes, model, size: int, pad: float) -> float:
+    """Seconds for the given windows, each decoded separately after a seek."""
+    info = probe(video)
+    t0 = time.perf_counter()
+    with av.open(video) as c:
+        s = c.streams.video[0]
+        for w in windows:
+            c.seek(0, stream=s)  # seek to the keyframe at or before the window, then decode forward
+            want, got = set(int(i) for i in w.indices), {}
+            for idx, frame in enumerate(c.decode(s)):
+                if idx in want:
+                    got[idx] = frame_to_rgb(frame)
+                if idx >= max(want):
+                    break
+            frames = np.stack([got[int(i)] for i in w.indices])
+            crop = crop_for_frames(boxes, w.indices, info.width, info.height, pad)
+            x = normalize(to_tensor(crop_resize(frames, crop, size)))[None]
+            with torch.no_grad():
+                model(x)
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--video", default=str(DEFAULT_VIDEO))
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--arch", default="vit_tiny")
+    ap.add_argument("--num-frames", type=int, default=8)
+    ap.add_argument("--sampling-rate", type=int, default=1)
+    ap.add_argument("--size", type=int, default=32)
+    ap.add_argument("--naive-windows", type=int, default=40)
+    a = ap.parse_args()
+    torch.set_num_threads(2)
+    info = probe(a.video)
+    model = create_model(a.arch, num_classes=3, num_frames=a.num_frames, img_size=a.size).eval()
+    boxes = make_detector("background").detect_video(a.video)
+    span = a.num_frames * a.sampling_rate
+    windows = sliding_windows(info.num_frames, a.num_frames, a.sampling_rate, max(1, span // 2))
+    step = max(1, len(windows) // a.naive_windows)
+    sample = windows[::step][: a.naive_windows]
+    ours, naive, decode = [], [], []
+    for _ in range(a.runs):
+        t0 = time.perf_counter()
+        n = sum(1 for _ in iter_frames(a.video))
+        decode.append(n / (time.perf_counter() - t0))
+        t0 = time.perf_counter()
+        predict_video(model, a.video, boxes, num_frames=a.num_frames, sampling_rate=a.sampling_rate,
+                      input_size=a.size, num_classes=3, batch_size=64)
+        dt = time.perf_counter() - t0
+        ours.append((len(windows) / dt, info.num_frames / dt))
+        naive.append(len(sample) / naive_windows(a.video, sample, boxes, model, a.size, 0.05))
+    ours_wps = statistics.median(o[0] for o in ours)
+    ours_fps = statistics.median(o[1] for o in ours)
+    res = {
+        "video": Path(a.video).name, "frames": info.num_frames, "windows": len(windows), "arch": a.arch,
+        "input": [a.num_frames, a.sampling_rate, a.size],
+        "ours_windows_per_s": round(ours_wps, 1), "naive_windows_per_s": round(statistics.median(naive), 1),
+        "ours_frames_per_s": round(ours_fps, 1), "decode_frames_per_s": round(statistics.median(decode), 1),
+        "p1_vs_naive": round(ours_wps / statistics.median(naive), 2),
+        "p2_vs_decode": round(ours_fps / statistics.median(decode), 2),
+    }
+    print(f"ours {res['ours_windows_per_s']} windows/s ({res['ours_frames_per_s']} frames/s); naive "
+          f"{res['naive_windows_per_s']} windows/s; decode {res['decode_frames_per_s']} frames/s")
+    print(json.dumps(res))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""check-data: train only when the data changed. Compares the manifest's data version with the
+``data_version`` tag of the latest version of the registered model; ``force`` trains anyway.
+When the DAG skips, ``skip_op`` stands in for register and returns ``{"skipped": true, "reason": ...}``."""
+
+
+import logging
+from pathlib import Path
+from typing import NamedTuple
+
+from mvd.config import Config
+
+from .manifest import read_manifest
+
+logger = logging.getLogger(__name__)
+
+TRAIN = "train"
+SKIP = "skip"
+
+
+class DataCheckError(RuntimeError):
+    """The model registry could not be asked; the message names the tracking URI."""
+
+
+class Decision(NamedTuple):
+    decision: str  # TRAIN | SKIP
+    reason: str
+
+
+def latest_model_version(tracking_uri: str, model_name: str):
+    """The highest-numbered version of ``model_name``, or None when it has none."""
+    import mlflow
+
+    from . import tracking
+
+    c = tracking.client(tracking_uri)
+    try:
+        versions = c.search_model_versions(f"name = '{model_name}'", max_results=1,
+                                           order_by=["version_number DESC"])
+    except mlflow.exceptions.MlflowException as e:
+        raise DataCheckError(
+            f"could not list the versions of registered model {model_name!r} at MLflow {tracking_uri}: {e}. "
+            "Check that the tracking server is reachable and that the MLflow credentials are set.") from e
+    return max(versions, key=lambda v: int(v.version)) if versions else None
+
+
+def run_check_data(manifest_dir: str | Path, cfg: Config, *, tracking_uri: str, force: bool = False) -> Decision:
+    """Decide whether this pipeline run trains (``"train"``) or stops after ingest (``"skip"``)."""
+    data_version = read_manifest(manifest_dir).data_version
+    name = cfg.register.model_name
+    if force:
+        d = Decision(TRAIN, f"force=true: training on data version {data_version} whatever the registry holds")
+    elif not data_version:
+        d = Decision(TRAIN, "the manifest carries no data version, so it cannot be compared")
+    else:
+        latest = latest_model_version(tracking_uri, name)
+        if latest is None:
+            d = Decision(TRAIN, f"registered model {name!r} has no version yet")
+        else:
+            seen = (latest.tags or {}).get("data_version", "")
+            if seen == data_version:
+                d = Decision(SKIP, f"no new data: {name} version {latest.version} was trained on data version "
+                                   f"{data_version}; run with force=true to train anyway")
+            else:
+                d = Decision(TRAIN, f"data version {data_version} differs from {seen or 'none'} of "
+                                    f"{name} version {latest.version}")
+    logger.info("check-data: %s (%s)", d.decision, d.reason)
+    return d
+
+
+# ----------------------------------------------------------------------------- KFP components
+from kfp import dsl  # noqa: E402
+from kfp.dsl import Dataset, Input  # noqa: E402
+
+from .common import kfp_compile_time  # noqa: E402
+from .images import CPU_IMAGE  # noqa: E402
+
+
+if kfp_compile_time():
+    @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
+    def check_data_op(
+        config_json: str,
+        manifest: Input[Dataset],
+        tracking_uri: str,
+        force: bool,
+    ) -> NamedTuple("CheckData", [("decision", str), ("reason", str)]):
+        """Decide "train" or "skip": skip when the latest registered model already saw this data version."""
+        from typing import NamedTuple
+
+        from components.check_data import run_check_data
+        from components.common import setup
+
+        cfg = setup(config_json)
+        d = run_check_data(manifest.path, cfg, tracking_uri=tracking_uri, force=force)
+        out = NamedTuple("CheckData", [("decision", str), ("reason", str)])
+        return out(d.decision, d.reason)
+
+    @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
+    def skip_op(reason: str) -> str:
+        """Stand in for register when nothing was trained; returns {"skipped": true, "reason": ...}."""
+        import json
+        import logging
+
+        logging.basicConfig(level=logging.INFO)
+        logging.getLogger("components.check_data").info("skipped: %s", reason)
+        return json.dumps({"skipped": True, "reason": reason})

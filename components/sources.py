@@ -1,0 +1,143 @@
+"""Where an ingest source lives: resolve ``--source`` to a local Supervisely project directory.
+
+Accepted sources:
+
+- a local directory holding the project (``meta.json`` plus dataset folders);
+- ``s3://bucket/prefix``: a project stored under an object-storage prefix (``meta.json`` directly
+  under the prefix), downloaded with :mod:`components.storage`;
+- ``sly://<project id>``: a project on a Supervisely instance, downloaded with the SDK's
+  ``download_video_project`` (nested datasets included). Needs ``SERVER_ADDRESS`` and ``API_TOKEN``
+  in the environment; network failures are retried a bounded number of times.
+
+Remote projects are downloaded under a scratch directory into a temporary name and renamed when
+complete, so a half-downloaded project is never read.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+SLY_SCHEME = "sly://"
+S3_SCHEME = "s3://"
+
+
+class SourceError(ValueError):
+    """The source cannot be resolved; the message names it and what to do."""
+
+
+@dataclass(frozen=True)
+class ResolvedSource:
+    uri: str  # what was given
+    kind: str  # local | s3 | sly
+    path: Path  # local project directory
+    downloaded: bool  # True when ``path`` is a scratch copy the caller may delete
+
+    def origin(self, local_file: str | Path) -> str:
+        """Where a file of the local project came from (a URI for remote sources)."""
+        if not self.downloaded:
+            return str(local_file)
+        rel = Path(local_file).resolve().relative_to(self.path.resolve()).as_posix()
+        return f"{self.uri.rstrip('/')}/{rel}"
+
+
+def resolve_source(source: str, scratch: str | Path, *, retries: int = 3, backoff_s: float = 2.0) -> ResolvedSource:
+    """Local project directory for ``source``; remote projects are downloaded under ``scratch``."""
+    source = str(source).strip()
+    if not source:
+        raise SourceError("empty --source: give a project directory, s3://bucket/prefix or sly://<project id>")
+    if source.startswith(S3_SCHEME):
+        return ResolvedSource(source, "s3", _download_s3(source, Path(scratch)), True)
+    if source.startswith(SLY_SCHEME):
+        return ResolvedSource(source, "sly", _download_sly(source, Path(scratch), retries, backoff_s), True)
+    if "://" in source:
+        raise SourceError(f"source {source!r} has an unknown scheme; use a local directory, "
+                          "s3://bucket/prefix or sly://<project id>")
+    return ResolvedSource(source, "local", Path(source), False)
+
+
+def _fresh_tmp(scratch: Path, name: str) -> tuple[Path, Path]:
+    scratch.mkdir(parents=True, exist_ok=True)
+    final = scratch / name
+    tmp = scratch / f".{name}.tmp-{uuid.uuid4().hex[:8]}"
+    return tmp, final
+
+
+def _publish(tmp: Path, final: Path) -> Path:
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    return final
+
+
+def _download_s3(uri: str, scratch: Path) -> Path:
+    from . import storage
+
+    prefix = uri.rstrip("/") + "/"
+    tmp, final = _fresh_tmp(scratch, "project")
+    try:
+        try:
+            files = storage.download_dir(prefix, tmp)
+        except storage.ObjectNotFoundError as e:
+            raise SourceError(f"source {uri} holds no objects ({e}): upload the exported Supervisely project "
+                              "(meta.json and dataset folders) under that prefix") from e
+        except storage.StorageError as e:
+            raise SourceError(f"source {uri} could not be downloaded: {e}") from e
+        if not (tmp / "meta.json").is_file():
+            raise SourceError(f"source {uri} is not a Supervisely project: there is no {prefix}meta.json. "
+                              "Point --source at the prefix that holds meta.json and the dataset folders")
+        logger.info("downloaded %d objects of %s", len(files), uri)
+        return _publish(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+def sly_project_id(uri: str) -> int:
+    """The project id of ``sly://<id>``."""
+    rest = uri[len(SLY_SCHEME):].strip("/")
+    if not rest.isdigit():
+        raise SourceError(f"source {uri!r}: expected sly://<numeric project id>, e.g. sly://12345")
+    return int(rest)
+
+
+def _download_sly(uri: str, scratch: Path, retries: int, backoff_s: float) -> Path:
+    project_id = sly_project_id(uri)
+    server, token = os.environ.get("SERVER_ADDRESS", ""), os.environ.get("API_TOKEN", "")
+    missing = [name for name, value in (("SERVER_ADDRESS", server), ("API_TOKEN", token)) if not value]
+    if missing:
+        raise SourceError(f"source {uri} needs Supervisely credentials: set {' and '.join(missing)} in the "
+                          "environment (SERVER_ADDRESS=https://<your instance>, API_TOKEN from your account "
+                          "settings); on a cluster mount them from a Kubernetes secret")
+    import supervisely as sly  # heavy import, only where needed
+
+    api = sly.Api(server_address=server, token=token, retry_count=max(1, retries))
+    tmp, final = _fresh_tmp(scratch, "project")
+    attempts = max(1, retries)
+    try:
+        for attempt in range(1, attempts + 1):
+            try:
+                sly.download_video_project(api, project_id, str(tmp), log_progress=False,
+                                           resume_download=attempt > 1)
+                break
+            except OSError as e:  # requests' network and HTTP errors are OSErrors
+                if attempt == attempts:
+                    raise SourceError(f"downloading Supervisely project {project_id} from {server} failed "
+                                      f"after {attempts} attempts: {e}") from e
+                wait = backoff_s * 2 ** (attempt - 1)
+                logger.warning("downloading project %d failed (attempt %d of %d): %s; retrying in %.1f s",
+                               project_id, attempt, attempts, e, wait)
+                time.sleep(wait)
+        if not (tmp / "meta.json").is_file():
+            raise SourceError(f"Supervisely project {project_id} downloaded without meta.json; check the project id")
+        return _publish(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)

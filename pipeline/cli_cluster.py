@@ -1,0 +1,100 @@
+"""``mar submit`` and ``mar schedule``: run the DAG on a Kubeflow Pipelines cluster."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+from mvd.config import build_config, parse_overrides
+
+DEFAULT_EXPERIMENT = "mouse-action-recognition"
+
+
+def _params(args: argparse.Namespace) -> dict:
+    from .cluster import run_parameters
+
+    cfg = build_config(args.profile, args.config, parse_overrides(args.set or []))
+    return run_parameters(args.source, cfg.to_json(), tracking_uri=args.tracking_uri,
+                          mlflow_experiment=args.mlflow_experiment, run_name=args.mlflow_run_name,
+                          artifact_root=args.artifact_root, force=args.force)
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from .cli import UserError
+    from .cluster import ClusterError, submit
+
+    try:
+        r = submit(args.host, _params(args), experiment=args.experiment, run_name=args.run_name,
+                   namespace=args.namespace, pipeline_name=args.pipeline_name, pipeline_root=args.pipeline_root)
+    except ClusterError as e:
+        raise UserError(str(e)) from e
+    if args.json:
+        print(json.dumps(r))
+    else:
+        what = "new pipeline" if r["new_pipeline"] else "new version"
+        print(f"uploaded {what} {r['version_name']} ({r['pipeline_id']}/{r['version_id']})")
+        print(f"run {r['run_id']} started in experiment {args.experiment}: {r['url']}")
+    return 0
+
+
+def cmd_schedule(args: argparse.Namespace) -> int:
+    from .cli import UserError
+    from .cluster import ClusterError, CronError, schedule
+
+    try:
+        r = schedule(args.host, _params(args), cron=args.cron, experiment=args.experiment, name=args.name,
+                     namespace=args.namespace, pipeline_name=args.pipeline_name, pipeline_root=args.pipeline_root,
+                     max_concurrency=args.max_concurrency, catchup=args.catchup)
+    except (ClusterError, CronError) as e:
+        raise UserError(str(e)) from e
+    if args.json:
+        print(json.dumps(r))
+    else:
+        what = "new pipeline" if r["new_pipeline"] else "new version"
+        print(f"uploaded {what} {r['version_name']} ({r['pipeline_id']}/{r['version_id']})")
+        print(f"recurring run {r['name']!r} ({r['recurring_run_id']}) on cron '{r['cron']}' "
+              f"in experiment {args.experiment}: {r['url']}")
+    return 0
+
+
+def _add_cluster_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default=os.environ.get("KF_PIPELINES_ENDPOINT"),
+                   required=not os.environ.get("KF_PIPELINES_ENDPOINT"),
+                   help="Kubeflow Pipelines API URL, e.g. http://localhost:8080 (default: $KF_PIPELINES_ENDPOINT); "
+                        "a bearer token is read from $KF_PIPELINES_TOKEN")
+    p.add_argument("--namespace", default=None, help="Kubeflow profile namespace (required on multi-user clusters)")
+    p.add_argument("--experiment", default=DEFAULT_EXPERIMENT, help="KFP experiment of the run (created if missing)")
+    p.add_argument("--pipeline-name", default=None, help="KFP pipeline name (default mouse-action-recognition)")
+    p.add_argument("--source", required=True, help="Supervisely project for the pods: s3://bucket/prefix, "
+                                                    "sly://<project id> or a path mounted in the pods")
+    p.add_argument("--profile", choices=["cpu", "gpu"], default="gpu", help="configuration profile (default gpu)")
+    p.add_argument("--config", help="YAML file with model/data/train/benchmark/register sections")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one config key, e.g. train.epochs=5")
+    p.add_argument("--tracking-uri", default="", help="MLflow tracking URI the pods use (default: the pipeline's)")
+    p.add_argument("--mlflow-experiment", default="", help="MLflow experiment (default: the pipeline's)")
+    p.add_argument("--mlflow-run-name", default="", help="MLflow run name (default: generated)")
+    p.add_argument("--artifact-root", default="", help="artifact location for a new MLflow experiment")
+    p.add_argument("--pipeline-root", default=None, help="KFP pipeline root for this run, e.g. s3://bucket/kfp")
+    p.add_argument("--force", action="store_true", help="train even when the data version is unchanged")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON line")
+
+
+def add_cluster_commands(sub: argparse._SubParsersAction) -> None:
+    """Register ``submit`` and ``schedule`` on the ``mar`` sub-command parser."""
+    p = sub.add_parser("submit", help="compile, upload (new version if the pipeline exists) and start a run on a "
+                                      "Kubeflow Pipelines cluster")
+    _add_cluster_args(p)
+    p.add_argument("--run-name", default="", help="KFP run name (default: pipeline name and time)")
+    p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("schedule", help="compile, upload and create a recurring run on a cron schedule",
+                       epilog="KFP cron has 6 fields, seconds first: 'second minute hour day-of-month month "
+                              "day-of-week'. '0 0 3 * * *' = daily at 03:00; '@daily' and '@every 12h' also work. "
+                              "With the check-data step a scheduled run trains only when the data changed.")
+    _add_cluster_args(p)
+    p.add_argument("--cron", required=True, help="6-field cron expression, seconds first, e.g. '0 0 3 * * *'")
+    p.add_argument("--name", default="", help="recurring run name (default: pipeline name and cron)")
+    p.add_argument("--max-concurrency", type=int, default=1, help="runs allowed at once (default 1)")
+    p.add_argument("--catchup", action="store_true", help="backfill runs missed while the schedule was paused")
+    p.set_defaults(func=cmd_schedule)

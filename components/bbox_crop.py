@@ -61,7 +61,8 @@ def plan_clips(manifest: Manifest, cfg: Config) -> dict[str, list[Clip]]:
 
     Explicit idle intervals become idle clips as labelled; idle clips are also cut from the
     unlabelled gaps of videos with positives until each such video holds ≈ ``idle_ratio`` ×
-    the mean positive frames per video (over videos with positives).
+    the mean positive frames per video (over videos with positives). A gap shorter than the
+    idle minimum but at least one window span long is taken whole.
     """
     d = cfg.data
     span = window_span(cfg)
@@ -93,7 +94,7 @@ def plan_clips(manifest: Manifest, cfg: Config) -> dict[str, list[Clip]]:
         ranges = [(iv.start, iv.end) for iv in rec.intervals]
         rng = np.random.default_rng([d.split_seed, zlib.crc32(rec.id.encode())])
         plans[rec.id] += idle_clips(ranges, rec.num_frames, target_frames=want, min_len=idle_min,
-                                    max_len=idle_max, rng=rng, label=0)
+                                    max_len=idle_max, rng=rng, label=0, shortest=span)
     return plans
 
 

@@ -3,6 +3,11 @@
 Yields one item per video: dataset path (nested datasets joined with '/'), name, video path,
 annotation (tags with inclusive frame ranges) and, when the project has rectangle objects of
 the box class, per-frame boxes.
+
+Nested datasets (SDK 6.74.51): ``VideoProject.datasets`` lists every dataset at any depth;
+a dataset stored at ``train/datasets/idle`` has ``name`` ``"train/idle"``, ``short_name``
+``"idle"`` and ``path`` ``"train/datasets/idle"``. A parent folder that holds only
+``datasets/`` (no ``video/``) is skipped by the SDK with a warning.
 """
 
 from __future__ import annotations

@@ -168,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("demo", help="write a synthetic Supervisely project and run the pipeline on it")
-    p.add_argument("--videos", type=int, default=24)
+    p.add_argument("--videos", type=int, default=48)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--regenerate", action="store_true", help="rewrite the demo project even if it exists")
     _add_run_args(p)

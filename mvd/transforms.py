@@ -71,6 +71,9 @@ class ClipTransform:
     def _resized_crop(self, x: torch.Tensor) -> torch.Tensor:
         """Random-resized crop of (3, T, H, W), same box for all frames (aspect 3/4–4/3)."""
         _, t, h, w = x.shape
+        if self.rrc_scale[0] >= 1.0:  # whole frame: only resize
+            return x if (h, w) == (self.size, self.size) else F.interpolate(
+                x, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True)
         area = h * w
         for _ in range(10):
             target = area * float(torch.empty(1).uniform_(*self.rrc_scale))

@@ -65,7 +65,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     except IngestError as e:
         raise UserError(str(e)) from e
     try:
-        summary = run_local(args.source, cfg, args.workdir, force=getattr(args, "force", False))
+        summary = run_local(args.source, cfg, args.workdir, force=getattr(args, "force", False),
+                            artifact_root=args.artifact_root)
     except PipelineFailed as e:
         raise UserError(str(e)) from e
     _print_summary(summary, args.json)
@@ -113,7 +114,7 @@ def cmd_boxes(args: argparse.Namespace) -> int:
             print(f"{r['video']}: FAILED: {r['error']}", file=sys.stderr)
         else:
             print(f"{r['video']}: {r['frames']} frames, mouse found in {100 * r['detected_fraction']:.1f}% "
-                  f"-> {r['csv']}, {r['png']}")
+                  f"-> {r['boxes_csv']}, {r['contact_sheet']}")
     return 1 if bad == len(rows) else 0
 
 
@@ -153,6 +154,9 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one config key, e.g. train.epochs=5")
     p.add_argument("--workdir", default="work", help="where runs, the MLflow store and artifacts go (default ./work)")
     p.add_argument("--json", action="store_true", help="print the run summary as one JSON line last")
+    p.add_argument("--artifact-root", default="",
+                   help="MLflow artifact location for a new experiment (directory or s3://bucket/prefix); "
+                        "default <workdir>/mlartifacts")
 
 
 def build_parser() -> argparse.ArgumentParser:

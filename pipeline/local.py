@@ -47,9 +47,12 @@ def preflight(source: str, cfg: Config) -> None:
 
 
 def run_local(source: str, cfg: Config, workdir: str | Path, *, run_id: str | None = None,
-              experiment: str = "mouse-action-recognition", force: bool = False) -> dict[str, Any]:
+              experiment: str = "mouse-action-recognition", force: bool = False,
+              artifact_root: str = "") -> dict[str, Any]:
     """Run ingest → bbox-crop → train → benchmark → register locally; returns the run summary
-    (``{"skipped": true, "reason": ...}`` when the data is unchanged and ``force`` is false)."""
+    (``{"skipped": true, "reason": ...}`` when the data is unchanged and ``force`` is false).
+    MLflow artifacts of a new experiment go to ``artifact_root`` (a directory or ``s3://`` prefix;
+    default ``<workdir>/mlartifacts``)."""
     from kfp import local
 
     from .dag import mar_pipeline
@@ -68,7 +71,8 @@ def run_local(source: str, cfg: Config, workdir: str | Path, *, run_id: str | No
     t0 = time.perf_counter()
     try:
         task = mar_pipeline(source=str(source), config_json=cfg.to_json(), tracking_uri=tracking_uri,
-                            experiment=experiment, run_name=run_id, artifact_root=str(work / "mlartifacts"),
+                            experiment=experiment, run_name=run_id,
+                            artifact_root=artifact_root or str(work / "mlartifacts"),
                             force=force)
     except RuntimeError as e:
         raise PipelineFailed(f"the pipeline failed: {e}. The failing task's log is printed above; "

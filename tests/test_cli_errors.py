@@ -52,3 +52,15 @@ def test_config_command_prints_resolved_yaml(capsys):
     assert main(["config", "--profile", "cpu", "--set", "train.epochs=7"]) == 0
     out = capsys.readouterr().out
     assert "epochs: 7" in out and "arch: vit_tiny" in out
+
+
+def test_boxes_command_writes_csv_and_sheet_and_names_bad_videos(capsys, tmp_path):
+    from pipeline.demo_data import render_video
+
+    render_video(tmp_path / "m.mp4", num_frames=30, size=(96, 72))
+    (tmp_path / "bad.mp4").write_bytes(b"")
+    code = main(["boxes", str(tmp_path / "m.mp4"), str(tmp_path / "bad.mp4"), "--out", str(tmp_path / "out")])
+    out = capsys.readouterr()
+    assert code == 0
+    assert "m.mp4: 30 frames" in out.out and "bad.mp4" in out.err
+    assert (tmp_path / "out" / "m.boxes.csv").is_file() and (tmp_path / "out" / "m.boxes.png").is_file()

@@ -59,3 +59,46 @@ def test_mar_run_json_summary(tiny_project, tmp_path):
     run = c.get_run(summary["mlflow_run_id"])
     assert "train_loss" in run.data.metrics and "frame_macro_f1" in run.data.metrics
     assert run.data.params["model.arch"] == "vit_tiny"
+
+    # the registered champion predicts through its models:/ URI
+    from components.predict import run_predict
+
+    video = Path(manifest_files[0].parent) / tests[0]["file"]
+    out = run_predict(f"models:/{summary['model_name']}@champion", [str(video)], tmp_path / "pred",
+                      tracking_uri=summary["mlflow_tracking_uri"])
+    assert list(out["videos"].values())[0]["frames"] == tests[0]["num_frames"]
+
+
+@pytest.mark.s3
+def test_dag_with_project_models_and_mirror_on_s3(tiny_project, tmp_path, s3_server):
+    """Source project, MLflow artifacts and the mirror all on a real S3 server on 127.0.0.1."""
+    import os
+
+    from components import storage
+
+    bucket = s3_server.bucket()
+    env = {**os.environ, **s3_server.env(), "MLFLOW_S3_ENDPOINT_URL": s3_server.endpoint_url,
+           "MAR_MIRROR_URI": f"s3://{bucket}/mirror"}
+    saved = {k: os.environ.get(k) for k in s3_server.env()}
+    os.environ.update(s3_server.env())
+    try:
+        storage.upload_dir(tiny_project.root, f"s3://{bucket}/project")
+    finally:
+        for k, v in saved.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+    work = tmp_path / "work"
+    cmd = [sys.executable, "-m", "pipeline.cli", "run", "--source", f"s3://{bucket}/project", "--profile", "cpu",
+           "--set", "train.epochs=1", "--set", "train.samples_per_epoch=32", "--workdir", str(work),
+           "--artifact-root", f"s3://{bucket}/mlflow", "--json"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    keys = [k for _, k in ((None, o["Key"]) for o in s3_server.client().list_objects_v2(
+        Bucket=bucket, MaxKeys=1000).get("Contents", []))]
+    version = summary["model_version"]
+    mirrored = [k for k in keys if k.startswith(f"mirror/models/{summary['model_name']}/{version}/")]
+    assert any(k.endswith("model.safetensors") for k in mirrored), mirrored
+    assert any(k.endswith("model_card.json") for k in mirrored), mirrored
+    mlflow_keys = [k for k in keys if k.startswith("mlflow/")]
+    assert any(k.endswith("MLmodel") for k in mlflow_keys), mlflow_keys[:20]
+    assert any(k.endswith("model.safetensors") for k in mlflow_keys), mlflow_keys[:20]

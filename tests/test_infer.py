@@ -1,0 +1,91 @@
+"""Streamed windows and sliding-window inference against direct computations."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from mvd.clips import sliding_windows
+from mvd.crop import crop_for_frames, crop_resize
+from mvd.extract import stream_windows
+from mvd.infer import predict_video
+from mvd.model import create_model
+from mvd.video import read_frames
+from mvd.weights import save_model
+from pipeline.demo_data import render_video
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    p = tmp_path_factory.mktemp("v") / "v.mp4"
+    truth = render_video(p, num_frames=45, size=(96, 72), seed=2, behaviours=[("Head/Body TWITCH", 20, 25)])
+    return p, truth
+
+
+def test_stream_windows_crop_each_window_with_its_own_frames(video):
+    path, truth = video
+    boxes = np.concatenate([truth.boxes, np.ones((len(truth.boxes), 1), np.float32)], 1)
+    windows = sliding_windows(truth.num_frames, 4, 3, 5)
+    got = {k: (f, c) for k, f, c in stream_windows(str(path), [w.indices for w in windows], boxes,
+                                                  width=96, height=72, size=32, pad=0.05)}
+    assert sorted(got) == list(range(len(windows)))
+    for k, w in enumerate(windows):
+        crop = crop_for_frames(boxes, w.indices, 96, 72, 0.05)
+        expected = crop_resize(read_frames(path, w.indices), crop, 32)
+        frames, c = got[k]
+        assert tuple(c) == tuple(crop)
+        np.testing.assert_array_equal(frames, expected)
+
+
+class _Const(torch.nn.Module):
+    """Logits that depend on the window's mean brightness, to check per-frame averaging."""
+
+    def forward(self, x):
+        m = x.mean(dim=(1, 2, 3, 4))
+        return torch.stack([m, -m, torch.zeros_like(m)], 1)
+
+
+def test_frame_probabilities_are_mean_of_covering_windows(video):
+    path, truth = video
+    probs = predict_video(_Const(), path, None, num_frames=4, sampling_rate=2, input_size=32, num_classes=3,
+                          stride=3, batch_size=5)
+    assert probs.shape == (truth.num_frames, 3)
+    np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
+    # independent: run each window alone and average per frame
+    from mvd.transforms import normalize, to_tensor
+
+    windows = sliding_windows(truth.num_frames, 4, 2, 3)
+    acc = np.zeros((truth.num_frames, 3))
+    cnt = np.zeros(truth.num_frames)
+    for w in windows:
+        x = normalize(to_tensor(crop_resize(read_frames(path, w.indices), (0, 0, 96, 72), 32)))[None]
+        p = torch.softmax(_Const()(x), 1)[0].numpy()
+        acc[w.start:w.end + 1] += p
+        cnt[w.start:w.end + 1] += 1
+    np.testing.assert_allclose(probs, acc / cnt[:, None], rtol=1e-4, atol=1e-5)
+
+
+def test_predict_cli_writes_outputs_and_reports_bad_videos(video, tmp_path):
+    from components.predict import PredictError, run_predict
+
+    path, truth = video
+    model = create_model("vit_tiny", num_classes=3, num_frames=4, img_size=32)
+    card = {"arch": "vit_tiny", "num_classes": 3, "labels": ["idle", "Self-Grooming", "Head/Body TWITCH"],
+            "input": {"num_frames": 4, "sampling_rate": 2, "img_size": 32, "tubelet_size": 2,
+                      "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
+            "model_kwargs": {}, "train_config": {}, "data_version": "t"}
+    save_model(model, tmp_path / "model", card)
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"not a video")
+    s = run_predict(str(tmp_path / "model"), [str(path), str(bad)], tmp_path / "out")
+    rows = list(csv.DictReader(open(tmp_path / "out" / "v.mp4.frames.csv")))
+    assert len(rows) == truth.num_frames and set(rows[0]) == {"frame", "label", "p_idle", "p_Self-Grooming",
+                                                                 "p_Head/Body TWITCH"}
+    assert (tmp_path / "out" / "v.mp4.ethogram.png").stat().st_size > 0
+    assert (tmp_path / "out" / "v.mp4.bouts.csv").is_file()
+    assert [f["video"] for f in s["failures"]] == [str(bad)]
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["labels"][0] == "idle"
+    with pytest.raises(PredictError, match="neither a model directory"):
+        run_predict(str(tmp_path / "nope"), [str(path)], tmp_path / "o2")

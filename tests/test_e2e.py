@@ -54,7 +54,7 @@ def test_mar_run_json_summary(tiny_project, tmp_path):
 
     c = MlflowClient(tracking_uri=summary["mlflow_tracking_uri"], registry_uri=summary["mlflow_tracking_uri"])
     mv = c.get_model_version_by_alias(summary["model_name"], "candidate")
-    assert mv.version == summary["model_version"]
+    assert str(mv.version) == summary["model_version"]
     assert float(mv.tags["metric.frame_macro_f1"]) == pytest.approx(m["frame_macro_f1"], rel=1e-4)
     run = c.get_run(summary["mlflow_run_id"])
     assert "train_loss" in run.data.metrics and "frame_macro_f1" in run.data.metrics

@@ -41,10 +41,14 @@ def naive_windows(video: str, windows, boxes, model, size: int, pad: float) -> f
     t0 = time.perf_counter()
     with av.open(video) as c:
         s = c.streams.video[0]
+        tb, fps = float(s.time_base), float(s.average_rate)
+        start_pts = s.start_time or 0
         for w in windows:
-            c.seek(0, stream=s)  # seek to the keyframe at or before the window, then decode forward
+            # seek to the keyframe at or before the window's first frame, then decode forward
+            c.seek(start_pts + int(int(w.indices[0]) / fps / tb), stream=s, backward=True)
             want, got = set(int(i) for i in w.indices), {}
-            for idx, frame in enumerate(c.decode(s)):
+            for frame in c.decode(s):
+                idx = int(round((frame.pts - start_pts) * tb * fps))
                 if idx in want:
                     got[idx] = frame_to_rgb(frame)
                 if idx >= max(want):

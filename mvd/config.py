@@ -31,6 +31,7 @@ class ModelConfig:
     sampling_rate: int = 2
     input_size: int = 224
     drop_path: float = 0.1
+    subtract_temporal_mean: bool = False  # feed each frame minus the clip's mean frame (motion only)
     pretrained: str = ""  # path/URI of an official .pth or one of our model directories
 
 
@@ -130,6 +131,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "model.sampling_rate": 1,
         "model.input_size": 32,
         "model.drop_path": 0.0,
+        "model.subtract_temporal_mean": True,
         "train.epochs": 30,
         "train.samples_per_epoch": 3000,
         "train.batch_size": 16,

@@ -207,6 +207,7 @@ class VisionTransformer(nn.Module):
         fc_drop_rate: float = 0.0,
         init_scale: float = 0.001,
         grad_checkpointing: bool = False,
+        subtract_temporal_mean: bool = False,
     ) -> None:
         super().__init__()
         assert num_classes >= 0, f"num_classes must be >= 0, got {num_classes}"
@@ -219,6 +220,10 @@ class VisionTransformer(nn.Module):
         self.tubelet_size = tubelet_size
         self.init_scale = init_scale
         self.grad_checkpointing = grad_checkpointing
+        # Optional input normalisation without parameters: each frame minus the clip's mean frame,
+        # so the tokens carry motion rather than the animal's and arena's appearance. Off for the
+        # official architectures (their checkpoints expect RGB); the tiny CPU profile turns it on.
+        self.subtract_temporal_mean = subtract_temporal_mean
 
         self.patch_embed = PatchEmbed(
             img_size=img_size,
@@ -316,6 +321,8 @@ class VisionTransformer(nn.Module):
             f"input size {H}x{W} does not match the model's img_size {self.img_size}; "
             f"resize the input or build the model with img_size={H}"
         )
+        if self.subtract_temporal_mean:
+            x = x - x.mean(dim=2, keepdim=True)
         x = self.patch_embed(x)
         x = x + self._pos_embed_for(T).to(dtype=x.dtype)
         x = self.pos_drop(x)

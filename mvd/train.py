@@ -93,7 +93,8 @@ def seed_everything(seed: int) -> None:
 def build_model(cfg: Config, num_classes: int) -> nn.Module:
     m = cfg.model
     model = create_model(
-        m.arch, num_classes=num_classes, num_frames=m.num_frames, img_size=m.input_size, drop_path_rate=m.drop_path
+        m.arch, num_classes=num_classes, num_frames=m.num_frames, img_size=m.input_size, drop_path_rate=m.drop_path,
+        subtract_temporal_mean=m.subtract_temporal_mean,
     )
     if m.pretrained:
         info = load_pretrained(model, m.pretrained)
@@ -139,7 +140,7 @@ def model_card(cfg: Config, labels: list[str], data_version: str, extra: dict[st
             "std": list(STD),
             "crop_pad": cfg.data.pad_infer,
         },
-        "model_kwargs": {"drop_path_rate": m.drop_path},
+        "model_kwargs": {"drop_path_rate": m.drop_path, "subtract_temporal_mean": m.subtract_temporal_mean},
         "train_config": cfg.to_dict(),
         "data_version": data_version,
         **(extra or {}),

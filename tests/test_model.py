@@ -390,3 +390,18 @@ def test_layer_scale_checkpoint(tiny_source) -> None:
     load_checkpoint(model, scaled)
     torch.testing.assert_close(model.blocks[2].gamma_2, scaled["blocks.2.gamma_2"], rtol=0, atol=0)
     assert isinstance(model.blocks[0].drop_path, nn.Identity)
+
+
+def test_subtract_temporal_mean_ignores_static_appearance():
+    from mvd.model import create_model
+
+    torch.manual_seed(0)
+    m = create_model("vit_tiny", num_classes=3, num_frames=4, img_size=32, subtract_temporal_mean=True).eval()
+    x = torch.randn(2, 3, 4, 32, 32)
+    static = torch.randn(2, 3, 1, 32, 32)  # the same image added to every frame
+    with torch.no_grad():
+        torch.testing.assert_close(m(x), m(x + static), rtol=1e-4, atol=1e-5)
+    plain = create_model("vit_tiny", num_classes=3, num_frames=4, img_size=32).eval()
+    plain.load_state_dict(m.state_dict())  # no extra parameters: the same state dict loads both ways
+    with torch.no_grad():
+        assert not torch.allclose(plain(x), plain(x + static))

@@ -142,7 +142,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "train.save_ckpt_freq": 10,
         "train.rand_augment": "",
         "train.rrc_scale": [1.0, 1.0],
-        "train.flip": False,
+        "train.flip": True,
         "train.reprob": 0.0,
         "train.mixup_prob": 0.0,
         "train.label_smoothing": 0.0,
@@ -150,6 +150,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "train.balanced_sampling": True,
         "train.num_workers": 0,
         "benchmark.batch_size": 64,
+        "benchmark.stride": 1,  # every frame starts a window: short twitches are seen whole
     },
 }
 

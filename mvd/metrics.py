@@ -610,3 +610,17 @@ def evaluate(
         "pred_labels": [p.tolist() for p in y_pred],
         "pred_bouts": [[_bout_dict(b, names, fps_l[v]) for b in p_bouts[v]] for v in range(n)],
     }
+
+
+def overlap_recall(
+    true_intervals: Sequence[Sequence[tuple[int, int]]], pred_labels: Sequence[np.ndarray], label: int
+) -> float | None:
+    """Share of true events (inclusive ``(start, end)`` per video) that any predicted frame of
+    ``label`` overlaps — the head-twitch assay's "detected" rule. None when there is no event."""
+    total = hit = 0
+    for intervals, pred in zip(true_intervals, pred_labels):
+        is_label = np.asarray(pred) == label
+        for s, e in intervals:
+            total += 1
+            hit += bool(is_label[s:e + 1].any())
+    return hit / total if total else None

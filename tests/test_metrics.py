@@ -533,3 +533,13 @@ def test_evaluate_errors():
         evaluate([y], [p], LABELS, 10.0, ["v1"], thresholds={"twitch": 0.5})
     with pytest.raises(ValueError, match="collide"):
         evaluate([y], [p], ["idle", "a/b", "a-b"], 10.0, ["v1"])
+
+
+def test_overlap_recall_hand_worked():
+    from mvd.metrics import overlap_recall
+
+    # video 1: events [2,4] (pred frame 4 is label 2 → hit) and [8,9] (no label-2 frame → miss)
+    # video 2: event [0,0] (frame 0 is label 2 → hit); label-2 frames elsewhere do not matter
+    pred = [np.array([0, 0, 0, 1, 2, 0, 0, 0, 1, 1]), np.array([2, 0, 2])]
+    assert overlap_recall([[(2, 4), (8, 9)], [(0, 0)]], pred, 2) == pytest.approx(2 / 3)
+    assert overlap_recall([[], []], pred, 2) is None

@@ -1,9 +1,5 @@
 """User errors: one paragraph on stderr, exit code 2, no traceback."""
 
-import json
-
-import pytest
-
 from pipeline.cli import main
 
 

@@ -132,3 +132,23 @@ def read_frames(path: str | Path, indices: Sequence[int]) -> np.ndarray:
             f"video {path} ended before frame {missing[0]} ({len(got)} of {len(wanted)} requested frames decoded)"
         )
     return np.stack([got[int(i)] for i in indices])
+
+
+def iter_frames_resized(path: str | Path, width: int, height: int) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(index, rgb)`` of every frame scaled to ``width`` × ``height`` by the decoder's
+    scaler (area interpolation) in the same step as the colour conversion — much cheaper than
+    converting at full size and shrinking afterwards."""
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        idx = -1
+        try:
+            for frame in container.decode(stream):
+                idx += 1
+                yield idx, frame.reformat(width=width, height=height, format="rgb24",
+                                          interpolation="AREA").to_ndarray()
+        except av.error.FFmpegError as e:
+            raise VideoReadError(f"decoding {path} failed at frame {idx + 1}: {e}") from e
+    finally:
+        container.close()

@@ -98,7 +98,7 @@ def headline(result: dict[str, Any], labels: list[str]) -> dict[str, Any]:
     events = {name: {crit: {k: v for k, v in vals.items() if k in ("precision", "recall", "f1", "ap")}
                      for crit, vals in result["events"]["per_class"][name].items() if isinstance(vals, dict)}
               for name in result["events"]["per_class"]}
-    counts = {name: {k: v for k, v in c.items()} for name, c in result["counts"]["per_class"].items()}
+    counts = result["counts"]["per_class"]
     return {"frame_macro_f1": frame["macro"]["f1"], "frame_weighted_f1": frame["weighted"]["f1"],
             "per_class": per_class, "twitch_event_recall": twitch_recall, "event_overlap_recall": result["overlap_recall"],
             "events": events, "counts": counts}

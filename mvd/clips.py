@@ -113,7 +113,7 @@ def idle_clips(
     clips: list[Clip] = []
     total = 0
     order = rng.permutation(len(gaps)) if gaps else []
-    free = [list(gaps[i:i + 1]) for i in order]  # each gap shrinks as clips are cut from it
+    free = [[gaps[i]] for i in order]  # the unused pieces of each gap, split as clips are cut
     progress = True
     while total < target_frames and progress:
         progress = False

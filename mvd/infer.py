@@ -10,7 +10,6 @@ every window whose span covers it.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,7 +23,6 @@ from .extract import stream_windows
 from .transforms import normalize, to_tensor
 from .video import VideoReadError, probe
 
-logger = logging.getLogger(__name__)
 
 
 class WindowBatcher:

@@ -68,12 +68,17 @@ class ClipTransform:
             out.append(np.asarray(self.rand_augment(Image.fromarray(f))))
         return np.stack(out)
 
+    def _resize(self, x: torch.Tensor) -> torch.Tensor:
+        """(3, T, h, w) → (3, T, size, size), antialiased bilinear; unchanged when already that size."""
+        if x.shape[-2:] == (self.size, self.size):
+            return x
+        return F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True)
+
     def _resized_crop(self, x: torch.Tensor) -> torch.Tensor:
         """Random-resized crop of (3, T, H, W), same box for all frames (aspect 3/4–4/3)."""
         _, t, h, w = x.shape
         if self.rrc_scale[0] >= 1.0:  # whole frame: only resize
-            return x if (h, w) == (self.size, self.size) else F.interpolate(
-                x, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True)
+            return self._resize(x)
         area = h * w
         for _ in range(10):
             target = area * float(torch.empty(1).uniform_(*self.rrc_scale))
@@ -87,8 +92,7 @@ class ClipTransform:
                 break
         else:
             ch, cw, i, j = h, w, 0, 0
-        x = x[:, :, i:i + ch, j:j + cw]
-        return F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True)
+        return self._resize(x[:, :, i:i + ch, j:j + cw])
 
     def _jitter(self, x: torch.Tensor) -> torch.Tensor:
         """Brightness, contrast and saturation scaled by 1 ± color_jitter, one draw per clip."""
@@ -115,8 +119,8 @@ class ClipTransform:
                 x = self._jitter(x)
             if self.invert_prob > 0 and torch.rand(1) < self.invert_prob:  # dark mice on light floors and vice versa
                 x = 1.0 - x
-        elif x.shape[-1] != self.size or x.shape[-2] != self.size:
-            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True)
+        else:
+            x = self._resize(x)
         x = normalize(x)
         if self.erase is not None:
             c, t, h, w = x.shape

@@ -86,15 +86,8 @@ def frame_to_rgb(frame: av.VideoFrame) -> np.ndarray:
     return frame.to_ndarray(format="rgb24")
 
 
-def iter_frames(
-    path: str | Path, start: int = 0, end: int | None = None, step: int = 1
-) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield ``(index, rgb)`` for frames ``start, start+step, …`` up to ``end`` inclusive.
-
-    Decodes forward from the first frame; frames before ``start`` are decoded but not converted.
-    """
-    if start < 0 or step < 1 or (end is not None and end < start):
-        raise ValueError(f"bad frame range start={start} end={end} step={step} for {path}")
+def _decode(path: str | Path, end: int | None = None) -> Iterator[tuple[int, av.VideoFrame]]:
+    """``(index, decoded frame)`` in order, up to ``end`` inclusive; errors name the file and frame."""
     container = _open(path)
     try:
         stream = container.streams.video[0]
@@ -105,12 +98,25 @@ def iter_frames(
                 idx += 1
                 if end is not None and idx > end:
                     break
-                if idx >= start and (idx - start) % step == 0:
-                    yield idx, frame_to_rgb(frame)
+                yield idx, frame
         except av.error.FFmpegError as e:
             raise VideoReadError(f"decoding {path} failed at frame {idx + 1}: {e}") from e
     finally:
         container.close()
+
+
+def iter_frames(
+    path: str | Path, start: int = 0, end: int | None = None, step: int = 1
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(index, rgb)`` for frames ``start, start+step, …`` up to ``end`` inclusive.
+
+    Decodes forward from the first frame; frames before ``start`` are decoded but not converted.
+    """
+    if start < 0 or step < 1 or (end is not None and end < start):
+        raise ValueError(f"bad frame range start={start} end={end} step={step} for {path}")
+    for idx, frame in _decode(path, end):
+        if idx >= start and (idx - start) % step == 0:
+            yield idx, frame_to_rgb(frame)
 
 
 def read_frames(path: str | Path, indices: Sequence[int]) -> np.ndarray:
@@ -138,17 +144,5 @@ def iter_frames_resized(path: str | Path, width: int, height: int) -> Iterator[t
     """Yield ``(index, rgb)`` of every frame scaled to ``width`` × ``height`` by the decoder's
     scaler (area interpolation) in the same step as the colour conversion — much cheaper than
     converting at full size and shrinking afterwards."""
-    container = _open(path)
-    try:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        idx = -1
-        try:
-            for frame in container.decode(stream):
-                idx += 1
-                yield idx, frame.reformat(width=width, height=height, format="rgb24",
-                                          interpolation="AREA").to_ndarray()
-        except av.error.FFmpegError as e:
-            raise VideoReadError(f"decoding {path} failed at frame {idx + 1}: {e}") from e
-    finally:
-        container.close()
+    for idx, frame in _decode(path):
+        yield idx, frame.reformat(width=width, height=height, format="rgb24", interpolation="AREA").to_ndarray()

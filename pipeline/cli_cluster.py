@@ -20,6 +20,16 @@ def _params(args: argparse.Namespace) -> dict:
                           artifact_root=args.artifact_root, force=args.force)
 
 
+def _print_upload(r: dict, as_json: bool) -> bool:
+    """Print the result as JSON (returns True), or the upload line of a human summary (False)."""
+    if as_json:
+        print(json.dumps(r))
+        return True
+    what = "new pipeline" if r["new_pipeline"] else "new version"
+    print(f"uploaded {what} {r['version_name']} ({r['pipeline_id']}/{r['version_id']})")
+    return False
+
+
 def cmd_submit(args: argparse.Namespace) -> int:
     from .cli import UserError
     from .cluster import ClusterError, submit
@@ -29,11 +39,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
                    namespace=args.namespace, pipeline_name=args.pipeline_name, pipeline_root=args.pipeline_root)
     except ClusterError as e:
         raise UserError(str(e)) from e
-    if args.json:
-        print(json.dumps(r))
-    else:
-        what = "new pipeline" if r["new_pipeline"] else "new version"
-        print(f"uploaded {what} {r['version_name']} ({r['pipeline_id']}/{r['version_id']})")
+    if not _print_upload(r, args.json):
         print(f"run {r['run_id']} started in experiment {args.experiment}: {r['url']}")
     return 0
 
@@ -48,11 +54,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
                      max_concurrency=args.max_concurrency, catchup=args.catchup)
     except (ClusterError, CronError) as e:
         raise UserError(str(e)) from e
-    if args.json:
-        print(json.dumps(r))
-    else:
-        what = "new pipeline" if r["new_pipeline"] else "new version"
-        print(f"uploaded {what} {r['version_name']} ({r['pipeline_id']}/{r['version_id']})")
+    if not _print_upload(r, args.json):
         print(f"recurring run {r['name']!r} ({r['recurring_run_id']}) on cron '{r['cron']}' "
               f"in experiment {args.experiment}: {r['url']}")
     return 0

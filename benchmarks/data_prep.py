@@ -4,19 +4,26 @@
   prep          what bbox-crop does per video: decode → background detector → decode again,
                 crop every 16-frame window (16 consecutive frames, tiling the video) with the
                 union of its boxes (square, pad 10 %, clip) → resize to 224
-  loader        training loader: ClipDataset over clip shards through a DataLoader
-  mp4           the naive loader for the same clips: each clip stored as its own H.264 mp4
-                (the cropped frames of its span, as a clip-per-file preprocessing writes them),
-                decoded with PyAV in ``__getitem__`` and subsampled to the window's frames
-
-Both loaders use the same transform (the training transform of the default config unless
-``--no-augment``), batch size and workers.
+  loader        the training loader: ClipDataset over clip shards through a DataLoader, handing
+                over uint8 batches (the trainer converts and augments them on its device)
+  mp4           the seed's way for the same clips: each clip stored as its own H.264 mp4 (the
+                cropped frames of its span, as a clip-per-file preprocessing writes them),
+                decoded with PyAV in ``__getitem__`` and subsampled to the window's frames,
+                through a DataLoader with the same batch size and workers
 
 Printed: detect_vs_decode = prep frames/s ÷ decode frames/s; loader_vs_mp4 = loader clips/s ÷
-mp4 clips/s (transform, collation and batching included); read_vs_mp4 = the same clips read as
-uint8 arrays without transform or DataLoader. The last line is one JSON object.
+mp4 clips/s, both loaders delivering the same uint8 clip batches (collation and batching
+included); read_vs_mp4 = the same clips read one by one without a DataLoader.
 
-    python benchmarks/data_prep.py [--video PATH] [--runs 3] [--clips 64]
+The training augmentation of the default config (RandAugment, random-resized crop, flips,
+normalisation, erasing: mvd.transforms.ClipAugment) is measured too, on ``--device``:
+augment_clips_per_s on the loader's batches, and with_augment_vs_mp4 = (loader → device →
+augment, batch-wise) clips/s ÷ (mp4 decode + the same augmentation per clip inside
+``__getitem__``, on the CPU, as the seed's loader does it) clips/s. On a CPU-only machine both
+sides spend most of their time in the same augmentation arithmetic, so that ratio is far lower
+there than with a GPU doing the augmentation. The last line is one JSON object.
+
+    python benchmarks/data_prep.py [--video PATH] [--runs 3] [--clips 64] [--device cuda]
 """
 
 from __future__ import annotations
@@ -37,11 +44,11 @@ from torch.utils.data import DataLoader, Dataset
 
 from mvd.clips import sliding_windows
 from mvd.config import Config
-from mvd.dataset import ClipDataset
+from mvd.dataset import ClipDataset, batch_as_is
 from mvd.detect import make_detector
 from mvd.extract import stream_windows
 from mvd.shards import ShardReader, ShardWriter
-from mvd.transforms import ClipTransform
+from mvd.transforms import ClipAugment
 from mvd.video import frame_to_rgb, iter_frames, probe
 
 DEFAULT_VIDEO = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "openfield_dlc_m3v1.mp4"
@@ -78,9 +85,10 @@ def _write_mp4(path: Path, frames: np.ndarray, fps: float) -> None:
 
 
 class Mp4ClipDataset(Dataset):
-    """Each clip decoded from its own mp4 in ``__getitem__`` (the naive way)."""
+    """Each clip decoded from its own mp4 in ``__getitem__`` (the naive way); ``transform``
+    (uint8 ``(T, H, W, 3)`` → anything) runs there too when given."""
 
-    def __init__(self, files: list[Path], offsets: list[np.ndarray], labels: list[int], transform: ClipTransform):
+    def __init__(self, files: list[Path], offsets: list[np.ndarray], labels: list[int], transform=None):
         self.files, self.offsets, self.labels, self.transform = files, offsets, labels, transform
 
     def __len__(self) -> int:
@@ -95,7 +103,8 @@ class Mp4ClipDataset(Dataset):
                     frames[i] = frame_to_rgb(f)
                 if i >= want[-1]:
                     break
-        return self.transform(np.stack([frames[int(i)] for i in want])), self.labels[k]
+        clip = torch.from_numpy(np.stack([frames[int(i)] for i in want]))
+        return (clip if self.transform is None else self.transform(clip)), self.labels[k]
 
 
 def build_clips(video: Path, boxes: np.ndarray, work: Path, n_clips: int,
@@ -129,14 +138,37 @@ def time_reads(ds: Dataset) -> float:
     return len(ds) / (time.perf_counter() - t0)
 
 
-def time_loader(ds: Dataset, batch: int, workers: int) -> float:
-    """Clips per second for one pass over ``ds``."""
-    loader = DataLoader(ds, batch_size=batch, shuffle=False, num_workers=workers)
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_loader(ds: Dataset, batch: int, workers: int, device: torch.device | None = None, augment=None) -> float:
+    """Clips per second for one pass over ``ds``; batches moved to ``device`` and augmented there when given."""
+    loader = DataLoader(ds, batch_size=batch, shuffle=False, num_workers=workers,
+                        collate_fn=batch_as_is if isinstance(ds, ClipDataset) else None,
+                        pin_memory=device is not None and device.type == "cuda")
     n = 0
     t0 = time.perf_counter()
     for x, _ in loader:
+        if device is not None:
+            x = x.to(device, non_blocking=True)
+        if augment is not None:
+            x = augment(x)
         n += x.shape[0]
+    if device is not None:
+        _sync(device)
     return n / (time.perf_counter() - t0)
+
+
+def time_augment(batches: list[torch.Tensor], augment: ClipAugment, device: torch.device) -> float:
+    """Clips per second of ``augment`` alone on batches already on ``device``."""
+    _sync(device)
+    t0 = time.perf_counter()
+    for x in batches:
+        augment(x)
+    _sync(device)
+    return sum(len(x) for x in batches) / (time.perf_counter() - t0)
 
 
 def main() -> None:
@@ -146,17 +178,20 @@ def main() -> None:
     ap.add_argument("--clips", type=int, default=64, help="clips for the loader comparison")
     ap.add_argument("--window", type=int, default=16, help="frames per crop window in the prep measurement")
     ap.add_argument("--workers", type=int, default=0, help="DataLoader workers (same for both loaders)")
-    ap.add_argument("--no-augment", action="store_true", help="evaluation transform instead of the training one")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                    help="where the trainer's augmentation runs (default: cuda when present)")
     args = ap.parse_args()
     torch.set_num_threads(2)
     cfg = Config()  # the reference defaults: 16 frames × sampling 2, 224 px, training augmentation
     m, t = cfg.model, cfg.train
-    if args.no_augment:
-        transform = ClipTransform(m.input_size, False)
-    else:
-        transform = ClipTransform(m.input_size, True, rrc_scale=tuple(t.rrc_scale), flip=t.flip,
-                                  rand_augment=t.rand_augment, reprob=t.reprob, color_jitter=t.color_jitter,
-                                  invert_prob=t.invert_prob)
+    device = torch.device(args.device)
+
+    augment = ClipAugment(m.input_size, True, rrc_scale=tuple(t.rrc_scale), flip=t.flip, rand_augment=t.rand_augment,
+                          reprob=t.reprob, color_jitter=t.color_jitter, invert_prob=t.invert_prob)
+
+    def seed_transform(clip: torch.Tensor) -> torch.Tensor:  # the seed augments each clip in __getitem__, on the CPU
+        return augment(clip[None])[0]
+
     info = probe(args.video)
     print(f"video {args.video.name}: {info.width}x{info.height} {info.pix_fmt}, {info.num_frames} frames")
 
@@ -175,22 +210,29 @@ def main() -> None:
         reader, mp4, offsets = build_clips(args.video, boxes, Path(tmp), args.clips, cfg)
         ids = list(range(len(reader)))
         labels = [int(reader.clips[i]["label"]) for i in ids]
-        shard_ds = ClipDataset(reader, ids, transform)
-        mp4_ds = Mp4ClipDataset(mp4, offsets, labels, transform)
+        shard_ds = ClipDataset(reader, ids)
+        mp4_ds = Mp4ClipDataset(mp4, offsets, labels)
         a, b = shard_ds[0][0], mp4_ds[0][0]
-        assert a.shape == b.shape == (3, m.num_frames, m.input_size, m.input_size), (a.shape, b.shape)
+        assert a.shape == b.shape == (m.num_frames, m.input_size, m.input_size, 3), (a.shape, b.shape)
+        assert a.dtype == b.dtype == torch.uint8
         shard_bytes = sum(p.stat().st_size for p in (Path(tmp) / "shards").glob("*.u8"))
         mp4_bytes = sum(p.stat().st_size for p in mp4)
-        raw_shard = ClipDataset(reader, ids, np.array)
-        raw_mp4 = Mp4ClipDataset(mp4, offsets, labels, np.array)
-        lo, mp, rs, rm = [], [], [], []
+        mp4_aug_ds = Mp4ClipDataset(mp4, offsets, labels, seed_transform)
+        out = augment(a[None].to(device))
+        assert out.shape == (1, 3, m.num_frames, m.input_size, m.input_size) and out.dtype == torch.float32
+        batches = [x.to(device) for x, _ in DataLoader(shard_ds, batch_size=t.batch_size, collate_fn=batch_as_is)]
+        lo, mp, rs, rm, au, la, ma = [], [], [], [], [], [], []
         for r in range(args.runs):
             lo.append(time_loader(shard_ds, t.batch_size, args.workers))
             mp.append(time_loader(mp4_ds, t.batch_size, args.workers))
-            rs.append(time_reads(raw_shard))
-            rm.append(time_reads(raw_mp4))
-            print(f"run {r + 1}: loader {lo[-1]:.1f} clips/s, mp4 per clip {mp[-1]:.1f} clips/s; "
-                  f"uint8 reads only: shards {rs[-1]:.0f} clips/s, mp4 {rm[-1]:.1f} clips/s")
+            rs.append(time_reads(shard_ds))
+            rm.append(time_reads(mp4_ds))
+            au.append(time_augment(batches, augment, device))
+            la.append(time_loader(shard_ds, t.batch_size, args.workers, device, augment))
+            ma.append(time_loader(mp4_aug_ds, t.batch_size, args.workers, device))
+            print(f"run {r + 1}: uint8 batches: loader {lo[-1]:.0f} clips/s, mp4 per clip {mp[-1]:.1f} clips/s; "
+                  f"reads only: shards {rs[-1]:.0f}, mp4 {rm[-1]:.1f} clips/s; augmentation on {device}: "
+                  f"{au[-1]:.1f} clips/s; with it: loader {la[-1]:.1f}, mp4 + per-clip augmentation {ma[-1]:.1f} clips/s")
 
     decode_fps, prep_fps = statistics.median(dec), statistics.median(pre)
     loader_cps, mp4_cps = statistics.median(lo), statistics.median(mp)
@@ -203,7 +245,11 @@ def main() -> None:
         "read_shard_clips_per_s": round(statistics.median(rs), 1),
         "read_mp4_clips_per_s": round(statistics.median(rm), 1),
         "clips": len(ids), "clip_frames": m.num_frames, "sampling_rate": m.sampling_rate, "size": m.input_size,
-        "augment": not args.no_augment, "workers": args.workers, "batch": t.batch_size,
+        "augment_clips_per_s": round(statistics.median(au), 1),
+        "with_augment_vs_mp4": round(statistics.median(la) / statistics.median(ma), 3),
+        "loader_augment_clips_per_s": round(statistics.median(la), 1),
+        "mp4_augment_clips_per_s": round(statistics.median(ma), 1),
+        "device": str(device), "rand_augment": t.rand_augment, "workers": args.workers, "batch": t.batch_size,
         "shard_mb": round(shard_bytes / 2**20, 1), "mp4_mb": round(mp4_bytes / 2**20, 1),
         "video": args.video.name, "frames": info.num_frames, "runs": args.runs, "window": args.window,
     }

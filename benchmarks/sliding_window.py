@@ -29,7 +29,7 @@ from mvd.crop import crop_for_frames, crop_resize
 from mvd.detect import make_detector
 from mvd.infer import predict_video
 from mvd.model import create_model
-from mvd.transforms import normalize, to_tensor
+from mvd.transforms import to_model_input
 from mvd.video import frame_to_rgb, iter_frames, probe
 
 DEFAULT_VIDEO = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "openfield_dlc_m3v1.mp4"
@@ -55,7 +55,7 @@ def naive_windows(video: str, windows, boxes, model, size: int, pad: float) -> f
                     break
             frames = np.stack([got[int(i)] for i in w.indices])
             crop = crop_for_frames(boxes, w.indices, info.width, info.height, pad)
-            x = normalize(to_tensor(crop_resize(frames, crop, size)))[None]
+            x = to_model_input(torch.from_numpy(crop_resize(frames, crop, size))[None])
             with torch.no_grad():
                 model(x)
     return time.perf_counter() - t0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -299,6 +300,37 @@ def config_from_json(s: str) -> Config:
     return config_from_dict(json.loads(s))
 
 
+_RA_SPEC = re.compile(r"rand(?P<opts>(-[a-z]+[0-9.]*)*)$")
+
+
+def parse_rand_augment(spec: str) -> tuple[int, float, float]:
+    """``rand-m7-n4-mstd0.5-inc1`` → (ops per clip, magnitude 0–10, magnitude std)."""
+    m = _RA_SPEC.fullmatch(spec.strip())
+    if not m:
+        raise ValueError(f"train.rand_augment={spec!r} is not a RandAugment spec; "
+                         "write e.g. 'rand-m7-n4-mstd0.5-inc1' (m magnitude 0–10, n ops), or '' for none")
+    n, mag, mstd = 2, 9.0, 0.0
+    for opt in filter(None, m.group("opts").split("-")):
+        key, val = re.fullmatch(r"([a-z]+)([0-9.]*)", opt).groups()
+        try:
+            if key == "m":
+                mag = float(val)
+            elif key == "n":
+                n = int(val)
+            elif key == "mstd":
+                mstd = float(val)
+            elif key == "inc" and val in ("", "1"):  # increasing-severity ops: the only kind torchvision has
+                pass
+            else:
+                raise ValueError
+        except ValueError:
+            raise ValueError(f"train.rand_augment={spec!r}: option {opt!r} is not understood; "
+                             "known: m<magnitude 0–10>, n<ops>, mstd<std>, inc1") from None
+    if not 0 <= mag <= 10 or n < 0 or mstd < 0:
+        raise ValueError(f"train.rand_augment={spec!r}: magnitude must be in 0–10, ops and mstd ≥ 0")
+    return n, mag, mstd
+
+
 def validate(cfg: Config) -> None:
     m, d, t, b = cfg.model, cfg.data, cfg.train, cfg.benchmark
     checks = [
@@ -329,6 +361,11 @@ def validate(cfg: Config) -> None:
     for ok, msg in checks:
         if not ok:
             raise ConfigError(msg)
+    if t.rand_augment:
+        try:
+            parse_rand_augment(t.rand_augment)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
     for what, mapping in (("benchmark.thresholds", b.thresholds), ("benchmark.min_bout", b.min_bout)):
         for name in mapping:
             if name not in d.labels:

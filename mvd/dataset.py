@@ -7,19 +7,23 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, get_worker_info
 
 from .shards import ShardReader
-from .transforms import ClipTransform
 
 
 class ClipDataset(Dataset):
-    """Stored training windows (already cropped and resized), transformed for the model."""
+    """Stored training windows (already cropped and resized) as uint8 ``(T, S, S, 3)`` tensors.
 
-    def __init__(self, reader: ShardReader, ids: Sequence[int], transform: ClipTransform):
+    Nothing is decoded, converted or augmented here: batches go to the training device as
+    uint8 and :class:`mvd.transforms.ClipAugment` turns them into model input there. A
+    ``DataLoader`` with ``collate_fn=batch_as_is`` gets each batch from :meth:`__getitems__`,
+    copied once from the shards into one tensor.
+    """
+
+    def __init__(self, reader: ShardReader, ids: Sequence[int]):
         self.reader = reader
         self.ids = list(ids)
-        self.transform = transform
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -30,8 +34,23 @@ class ClipDataset(Dataset):
 
     def __getitem__(self, k: int) -> tuple[torch.Tensor, int]:
         i = self.ids[k]
-        frames = np.asarray(self.reader.frames(i))
-        return self.transform(frames), int(self.reader.clips[i]["label"])
+        return torch.from_numpy(np.array(self.reader.frames(i))), int(self.reader.clips[i]["label"])
+
+    def __getitems__(self, ks: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The clips ``ks`` as one uint8 ``(B, T, S, S, 3)`` tensor and their labels."""
+        ids = [self.ids[k] for k in ks]
+        out = torch.empty((len(ids), *self.reader.frames(ids[0]).shape), dtype=torch.uint8)
+        if get_worker_info() is not None:  # a worker hands batches over in shared memory
+            out.share_memory_()
+        buf = out.numpy()
+        for n, i in enumerate(ids):
+            buf[n] = self.reader.frames(i)
+        return out, torch.tensor([int(self.reader.clips[i]["label"]) for i in ids], dtype=torch.long)
+
+
+def batch_as_is(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``collate_fn`` for :class:`ClipDataset`: its batches come collated already."""
+    return batch
 
 
 def stratified_split(labels: Sequence[int], ratio: float, seed: int,

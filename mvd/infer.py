@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from .clips import sliding_windows
 from .extract import stream_windows
-from .transforms import normalize, to_tensor
+from .transforms import to_model_input
 from .video import VideoReadError, probe
 
 
@@ -45,8 +45,7 @@ class WindowBatcher:
     def flush(self) -> None:
         if not self.items:
             return
-        x = torch.stack([to_tensor(c) for c in self.items]).to(self.device, non_blocking=True)
-        x = normalize(x)
+        x = to_model_input(torch.from_numpy(np.stack(self.items)).to(self.device, non_blocking=True))
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             logits = self.model(x)
         probs = torch.softmax(logits.float(), dim=1).cpu().numpy()

@@ -34,11 +34,11 @@ from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
 from .config import Config
-from .dataset import ClipDataset, balanced_weights, stratified_split
+from .dataset import ClipDataset, balanced_weights, batch_as_is, stratified_split
 from .metrics import frame_metrics
 from .model import create_model
 from .shards import ShardReader
-from .transforms import MEAN, STD, ClipTransform
+from .transforms import MEAN, STD, ClipAugment
 from .weights import load_pretrained, save_model
 
 logger = logging.getLogger(__name__)
@@ -148,11 +148,13 @@ def model_card(cfg: Config, labels: list[str], data_version: str, extra: dict[st
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: DataLoader, labels: list[str], device: torch.device, amp: bool) -> dict[str, float]:
+def evaluate(model: nn.Module, loader: DataLoader, labels: list[str], device: torch.device, amp: bool,
+             transform: ClipAugment) -> dict[str, float]:
+    """Loss, accuracy and macro-F1 over ``loader``'s uint8 clips, ``transform`` applied on ``device``."""
     model.eval()
     y_true, y_pred, loss_sum, n = [], [], 0.0, 0
     for x, y in loader:
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        x, y = transform(x.to(device, non_blocking=True)), y.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             logits = model(x)
         loss_sum += float(nn.functional.cross_entropy(logits.float(), y, reduction="sum"))
@@ -227,10 +229,11 @@ def train(
     groups = [c.get("clip", i) for i, c in enumerate(reader.clips)]
     tr_pos, va_pos = stratified_split(all_labels, t.val_ratio, t.seed, groups)
     m = cfg.model
-    train_ds = ClipDataset(reader, tr_pos, ClipTransform(m.input_size, True, rrc_scale=tuple(t.rrc_scale), flip=t.flip,
-                                                         rand_augment=t.rand_augment, reprob=t.reprob,
-                                                         color_jitter=t.color_jitter, invert_prob=t.invert_prob))
-    val_ds = ClipDataset(reader, va_pos, ClipTransform(m.input_size, False))
+    train_ds, val_ds = ClipDataset(reader, tr_pos), ClipDataset(reader, va_pos)
+    # clips travel to the device as uint8; conversion and augmentation run there, batch-wise
+    train_tf = ClipAugment(m.input_size, True, rrc_scale=tuple(t.rrc_scale), flip=t.flip, rand_augment=t.rand_augment,
+                           reprob=t.reprob, color_jitter=t.color_jitter, invert_prob=t.invert_prob)
+    val_tf = ClipAugment(m.input_size, False)
     present = sorted(set(all_labels))
     logger.info("clips: %d train, %d val; classes present %s", len(train_ds), len(val_ds), [labels[i] for i in present])
 
@@ -246,9 +249,10 @@ def train(
     mixup_on = t.mixup_prob > 0 and (t.mixup > 0 or t.cutmix > 0)
     batch = t.batch_size
     train_loader = DataLoader(train_ds, batch_size=batch, sampler=sampler, num_workers=t.num_workers,
-                              drop_last=len(train_ds) >= batch, pin_memory=device.type == "cuda",
+                              collate_fn=batch_as_is, drop_last=len(train_ds) >= batch, pin_memory=device.type == "cuda",
                               persistent_workers=t.num_workers > 0)
-    val_loader = DataLoader(val_ds, batch_size=batch, shuffle=False, num_workers=t.num_workers)
+    val_loader = DataLoader(val_ds, batch_size=batch, shuffle=False, num_workers=t.num_workers,
+                            collate_fn=batch_as_is, pin_memory=device.type == "cuda")
     updates_per_epoch = max(1, math.ceil(len(train_loader) / t.accum_steps))
 
     model = build_model(cfg, len(labels)).to(device)
@@ -282,7 +286,7 @@ def train(
         optimizer.zero_grad(set_to_none=True)
         bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{t.epochs}", disable=not is_main, leave=False)
         for i, (x, y) in enumerate(bar):
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            x, y = train_tf(x.to(device, non_blocking=True)), y.to(device, non_blocking=True)
             target = y
             if mixup is not None and len(x) % 2 == 0:
                 b, c, tt, h, w = x.shape
@@ -302,7 +306,7 @@ def train(
                 step += 1
                 scheduler.step_update(step)
             seen += len(x)
-            loss_sum += float(loss) * t.accum_steps * len(x)
+            loss_sum += float(loss.detach()) * t.accum_steps * len(x)
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}")
         elapsed = time.perf_counter() - t0
         row = {
@@ -311,7 +315,7 @@ def train(
             "lr": float(optimizer.param_groups[0]["lr"]),
             "clips_per_s": seen * world / max(elapsed, 1e-9),
         }
-        row.update(evaluate(model, val_loader, labels, device, amp) if len(val_ds) else {})
+        row.update(evaluate(model, val_loader, labels, device, amp, val_tf) if len(val_ds) else {})
         metric = row.get("val_macro_f1", -row["train_loss"])
         history.append(row)
         if is_main:

@@ -1,40 +1,70 @@
-"""Clip transforms: every frame of a clip gets the same spatial augmentation.
+"""Clip transforms, batch-wise on the device that runs the model.
 
-Training: RandAugment (timm, replayed with one random state for all frames), random-resized
-crop, horizontal/vertical flip, optional colour jitter and inversion, normalisation, random
-erasing (timm, one region through all frames). Evaluation: resize to the input size and normalise.
-Input ``(T, H, W, 3)`` uint8, output ``(3, T, S, S)`` float32.
+The data loader hands over stored clips as uint8 ``(B, T, H, W, 3)``; :class:`ClipAugment`
+turns a batch into normalised model input ``(B, 3, T, S, S)`` float32 on whatever device the
+batch is on (the GPU during training), with its own random draw per clip and the same spatial
+augmentation for every frame of a clip.
+
+Training: RandAugment (torchvision, on the uint8 frames; the timm-style spec
+``rand-m<M>-n<N>[-mstd<S>][-inc1]`` picks the number of ops and their magnitude, ``mstd`` draws
+each clip's magnitude around M), random-resized crop, horizontal/vertical flip, optional colour
+jitter and inversion, normalisation, random erasing (timm, one region through all frames).
+Evaluation: resize to the input size and normalise.
 """
 
 from __future__ import annotations
 
-import random
+import math
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
-from timm.data import rand_augment_transform
 from timm.data.random_erasing import RandomErasing
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+
+from .config import parse_rand_augment
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
+_BINS = 31  # torchvision's magnitude scale 0..30 stands for the spec's 0..10
 
-
-def normalize(x: torch.Tensor, mean=MEAN, std=STD) -> torch.Tensor:
+def normalize(x: torch.Tensor, mean=MEAN, std=STD, *, inplace: bool = False) -> torch.Tensor:
     """(…, 3, T, H, W) float in [0, 1] → normalised (channel axis at -4)."""
     shape = (3, 1, 1, 1)
     m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(shape)
     s = torch.tensor(std, dtype=x.dtype, device=x.device).view(shape)
-    return (x - m) / s
+    return x.sub_(m).div_(s) if inplace else (x - m) / s
 
 
-def to_tensor(frames: np.ndarray) -> torch.Tensor:
-    """(T, H, W, 3) uint8 → (3, T, H, W) float in [0, 1]."""
-    return torch.from_numpy(np.array(frames, dtype=np.uint8)).permute(3, 0, 1, 2).float().div_(255.0)
+def _check(clips: torch.Tensor) -> None:
+    if clips.dtype != torch.uint8 or clips.ndim != 5 or clips.shape[-1] != 3:
+        raise ValueError(f"expected a uint8 batch of RGB clips (B, T, H, W, 3), got {clips.dtype} {tuple(clips.shape)}")
 
 
-class ClipTransform:
+def to_float(clips: torch.Tensor) -> torch.Tensor:
+    """(B, T, H, W, 3) uint8 → contiguous (B, 3, T, H, W) float32 in [0, 1] (a new tensor)."""
+    _check(clips)
+    return clips.permute(0, 4, 1, 2, 3).to(torch.float32, memory_format=torch.contiguous_format).div_(255.0)
+
+
+def to_model_input(clips: torch.Tensor) -> torch.Tensor:
+    """(B, T, S, S, 3) uint8 crops at the input size → normalised (B, 3, T, S, S) float32."""
+    return normalize(to_float(clips), inplace=True)
+
+
+def resize(x: torch.Tensor, size: int) -> torch.Tensor:
+    """(…, 3, T, h, w) → (…, 3, T, size, size), antialiased bilinear; unchanged when already that size."""
+    if x.shape[-2:] == (size, size):
+        return x
+    lead = x.shape[:-3]
+    y = F.interpolate(x.reshape(-1, *x.shape[-3:]), size=(size, size), mode="bilinear",
+                      align_corners=False, antialias=True)
+    return y.reshape(*lead, *y.shape[-3:])
+
+
+class ClipAugment:
+    """Batch transform from stored uint8 clips to model input (see the module docstring)."""
+
     def __init__(
         self,
         input_size: int,
@@ -53,76 +83,103 @@ class ClipTransform:
         self.flip = flip
         self.rand_augment = None
         if train and rand_augment:
-            hparams = {"translate_const": int(self.size * 0.45), "img_mean": tuple(round(255 * x) for x in MEAN)}
-            self.rand_augment = rand_augment_transform(rand_augment, hparams)
+            n, self.ra_magnitude, self.ra_std = parse_rand_augment(rand_augment)
+            fill = [round(255 * x) for x in MEAN]
+            self.rand_augment = v2.RandAugment(num_ops=n, num_magnitude_bins=_BINS,
+                                               interpolation=v2.InterpolationMode.BILINEAR, fill=fill)
         self.color_jitter = color_jitter if train else 0.0
         self.invert_prob = invert_prob if train else 0.0
         self.erase = RandomErasing(reprob, mode="pixel", max_count=1, device="cpu") if train and reprob > 0 else None
 
-    def _rand_augment(self, frames: np.ndarray) -> np.ndarray:
-        py_state, np_state = random.getstate(), np.random.get_state()
-        out = []
-        for f in frames:
-            random.setstate(py_state)
-            np.random.set_state(np_state)
-            out.append(np.asarray(self.rand_augment(Image.fromarray(f))))
-        return np.stack(out)
+    def _rand_augment(self, clips: torch.Tensor) -> torch.Tensor:
+        """(B, T, H, W, 3) uint8 → the same, one op draw per clip applied to all its frames."""
+        out = torch.empty_like(clips)
+        for b in range(len(clips)):
+            mag = self.ra_magnitude + (self.ra_std * float(torch.randn(1)) if self.ra_std > 0 else 0.0)
+            self.rand_augment.magnitude = int(round(min(max(mag, 0.0), 10.0) * (_BINS - 1) / 10))
+            video = tv_tensors.Video(clips[b].permute(0, 3, 1, 2))  # (T, 3, H, W): same op for every frame
+            out[b] = self.rand_augment(video).permute(0, 2, 3, 1)
+        return out
 
-    def _resize(self, x: torch.Tensor) -> torch.Tensor:
-        """(3, T, h, w) → (3, T, size, size), antialiased bilinear; unchanged when already that size."""
-        if x.shape[-2:] == (self.size, self.size):
-            return x
-        return F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True)
-
-    def _resized_crop(self, x: torch.Tensor) -> torch.Tensor:
-        """Random-resized crop of (3, T, H, W), same box for all frames (aspect 3/4–4/3)."""
-        _, t, h, w = x.shape
-        if self.rrc_scale[0] >= 1.0:  # whole frame: only resize
-            return self._resize(x)
+    def _crop_box(self, h: int, w: int) -> tuple[int, int, int, int]:
+        """A random-resized-crop box (i, j, ch, cw): area in rrc_scale, aspect 3/4–4/3."""
         area = h * w
         for _ in range(10):
             target = area * float(torch.empty(1).uniform_(*self.rrc_scale))
-            log_r = torch.empty(1).uniform_(np.log(3 / 4), np.log(4 / 3))
-            ratio = float(torch.exp(log_r))
+            ratio = math.exp(float(torch.empty(1).uniform_(math.log(3 / 4), math.log(4 / 3))))
             cw = int(round((target * ratio) ** 0.5))
             ch = int(round((target / ratio) ** 0.5))
             if 0 < cw <= w and 0 < ch <= h:
-                i = int(torch.randint(0, h - ch + 1, (1,)))
-                j = int(torch.randint(0, w - cw + 1, (1,)))
-                break
-        else:
-            ch, cw, i, j = h, w, 0, 0
-        return self._resize(x[:, :, i:i + ch, j:j + cw])
+                return int(torch.randint(0, h - ch + 1, (1,))), int(torch.randint(0, w - cw + 1, (1,))), ch, cw
+        return 0, 0, h, w
+
+    def _resized_crop(self, x: torch.Tensor) -> torch.Tensor:
+        """Random-resized crop of (B, 3, T, H, W), one box per clip."""
+        if self.rrc_scale[0] >= 1.0:  # whole frame: only resize
+            return resize(x, self.size)
+        h, w = x.shape[-2:]
+        crops = []
+        for clip in x:
+            i, j, ch, cw = self._crop_box(h, w)
+            crops.append(resize(clip[..., i:i + ch, j:j + cw], self.size))
+        return torch.stack(crops)
+
+    @staticmethod
+    def _chosen(p: float, n: int) -> torch.Tensor:
+        """Indices of the clips (of ``n``) that an event of probability ``p`` hits, one draw per clip."""
+        return torch.nonzero(torch.rand(n) < p).flatten()
+
+    def _flip(self, clips: torch.Tensor, owned: bool) -> torch.Tensor:
+        """Horizontal and vertical flips of (B, T, H, W, 3) uint8, each with probability ½ per clip."""
+        for dim in (-2, -3):  # top-view footage has no preferred vertical direction either
+            idx = self._chosen(0.5, len(clips)).to(clips.device)
+            if len(idx):
+                if not owned:
+                    clips, owned = clips.clone(), True
+                clips[idx] = clips[idx].flip(dim)
+        return clips
 
     def _jitter(self, x: torch.Tensor) -> torch.Tensor:
-        """Brightness, contrast and saturation scaled by 1 ± color_jitter, one draw per clip."""
+        """Brightness, contrast and saturation scaled by 1 ± color_jitter, one draw per clip (in place)."""
         j = self.color_jitter
-        b, c, sat = (1 + j * (2 * torch.rand(3) - 1)).tolist()
-        x = x * b
-        mean = x.mean()
-        x = (x - mean) * c + mean
-        gray = (0.299 * x[0] + 0.587 * x[1] + 0.114 * x[2]).unsqueeze(0)
-        x = (x - gray) * sat + gray
+        b, c, sat = ((1 + j * (2 * torch.rand(len(x)) - 1)).to(x).view(-1, 1, 1, 1, 1) for _ in range(3))
+        x.mul_(b)
+        mean = x.mean(dim=(1, 2, 3, 4), keepdim=True)
+        x.sub_(mean).mul_(c).add_(mean)
+        gray = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1)
+        x.sub_(gray).mul_(sat).add_(gray)
         return x.clamp_(0.0, 1.0)
 
-    def __call__(self, frames: np.ndarray) -> torch.Tensor:
+    def _invert(self, x: torch.Tensor) -> torch.Tensor:
+        """Dark mice on light floors and vice versa (in place)."""
+        idx = self._chosen(self.invert_prob, len(x)).to(x.device)
+        if len(idx):
+            x[idx] = 1.0 - x[idx]
+        return x
+
+    def _erase(self, x: torch.Tensor) -> torch.Tensor:
+        """One region per clip through every frame and channel (in place)."""
+        b, c, t, h, w = x.shape
+        self.erase.device = x.device
+        self.erase(x.view(b, c * t, h, w))
+        return x
+
+    def __call__(self, clips: torch.Tensor) -> torch.Tensor:
+        """(B, T, H, W, 3) uint8 → contiguous (B, 3, T, S, S) float32, normalised; the input is left as it was."""
+        _check(clips)
+        if not self.train:
+            return normalize(resize(to_float(clips), self.size), inplace=True)
+        owned = False
         if self.rand_augment is not None:
-            frames = self._rand_augment(frames)
-        x = to_tensor(frames)
-        if self.train:
-            x = self._resized_crop(x)
-            if self.flip and torch.rand(1) < 0.5:
-                x = x.flip(-1)
-            if self.flip and torch.rand(1) < 0.5:  # top-view footage has no preferred vertical direction
-                x = x.flip(-2)
-            if self.color_jitter > 0:
-                x = self._jitter(x)
-            if self.invert_prob > 0 and torch.rand(1) < self.invert_prob:  # dark mice on light floors and vice versa
-                x = 1.0 - x
-        else:
-            x = self._resize(x)
-        x = normalize(x)
+            clips, owned = self._rand_augment(clips), True
+        if self.flip:
+            clips = self._flip(clips, owned)
+        x = self._resized_crop(to_float(clips))
+        if self.color_jitter > 0:
+            x = self._jitter(x)
+        if self.invert_prob > 0:
+            x = self._invert(x)
+        x = normalize(x, inplace=True)
         if self.erase is not None:
-            c, t, h, w = x.shape
-            x = self.erase(x.permute(1, 0, 2, 3).reshape(t * c, h, w)).reshape(t, c, h, w).permute(1, 0, 2, 3)
-        return x.contiguous()
+            x = self._erase(x)
+        return x

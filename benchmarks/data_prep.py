@@ -44,7 +44,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from mvd.clips import sliding_windows
 from mvd.config import Config
-from mvd.dataset import ClipDataset, batch_as_is
+from mvd.dataset import ClipDataset
 from mvd.detect import make_detector
 from mvd.extract import stream_windows
 from mvd.shards import ShardReader, ShardWriter
@@ -143,11 +143,8 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_loader(ds: Dataset, batch: int, workers: int, device: torch.device | None = None, augment=None) -> float:
-    """Clips per second for one pass over ``ds``; batches moved to ``device`` and augmented there when given."""
-    loader = DataLoader(ds, batch_size=batch, shuffle=False, num_workers=workers,
-                        collate_fn=batch_as_is if isinstance(ds, ClipDataset) else None,
-                        pin_memory=device is not None and device.type == "cuda")
+def time_loader(loader: DataLoader, device: torch.device | None = None, augment=None) -> float:
+    """Clips per second for one pass over ``loader``; batches moved to ``device`` and augmented there when given."""
     n = 0
     t0 = time.perf_counter()
     for x, _ in loader:
@@ -220,16 +217,20 @@ def main() -> None:
         mp4_aug_ds = Mp4ClipDataset(mp4, offsets, labels, seed_transform)
         out = augment(a[None].to(device))
         assert out.shape == (1, 3, m.num_frames, m.input_size, m.input_size) and out.dtype == torch.float32
-        batches = [x.to(device) for x, _ in DataLoader(shard_ds, batch_size=t.batch_size, collate_fn=batch_as_is)]
+        same = {"num_workers": args.workers, "pin_memory": device.type == "cuda"}  # the same for every loader
+        shard_loader = shard_ds.loader(t.batch_size, **same)
+        mp4_loader = DataLoader(mp4_ds, batch_size=t.batch_size, **same)
+        mp4_aug_loader = DataLoader(mp4_aug_ds, batch_size=t.batch_size, **same)
+        batches = [x.to(device) for x, _ in shard_loader]
         lo, mp, rs, rm, au, la, ma = [], [], [], [], [], [], []
         for r in range(args.runs):
-            lo.append(time_loader(shard_ds, t.batch_size, args.workers))
-            mp.append(time_loader(mp4_ds, t.batch_size, args.workers))
+            lo.append(time_loader(shard_loader))
+            mp.append(time_loader(mp4_loader))
             rs.append(time_reads(shard_ds))
             rm.append(time_reads(mp4_ds))
             au.append(time_augment(batches, augment, device))
-            la.append(time_loader(shard_ds, t.batch_size, args.workers, device, augment))
-            ma.append(time_loader(mp4_aug_ds, t.batch_size, args.workers, device))
+            la.append(time_loader(shard_loader, device, augment))
+            ma.append(time_loader(mp4_aug_loader, device))
             print(f"run {r + 1}: uint8 batches: loader {lo[-1]:.0f} clips/s, mp4 per clip {mp[-1]:.1f} clips/s; "
                   f"reads only: shards {rs[-1]:.0f}, mp4 {rm[-1]:.1f} clips/s; augmentation on {device}: "
                   f"{au[-1]:.1f} clips/s; with it: loader {la[-1]:.1f}, mp4 + per-clip augmentation {ma[-1]:.1f} clips/s")

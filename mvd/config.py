@@ -300,18 +300,15 @@ def config_from_json(s: str) -> Config:
     return config_from_dict(json.loads(s))
 
 
-_RA_SPEC = re.compile(r"rand(?P<opts>(-[a-z]+[0-9.]*)*)$")
-
-
 def parse_rand_augment(spec: str) -> tuple[int, float, float]:
     """``rand-m7-n4-mstd0.5-inc1`` → (ops per clip, magnitude 0–10, magnitude std)."""
-    m = _RA_SPEC.fullmatch(spec.strip())
-    if not m:
+    head, *opts = spec.strip().split("-")
+    if head != "rand":
         raise ValueError(f"train.rand_augment={spec!r} is not a RandAugment spec; "
                          "write e.g. 'rand-m7-n4-mstd0.5-inc1' (m magnitude 0–10, n ops), or '' for none")
     n, mag, mstd = 2, 9.0, 0.0
-    for opt in filter(None, m.group("opts").split("-")):
-        key, val = re.fullmatch(r"([a-z]+)([0-9.]*)", opt).groups()
+    for opt in opts:
+        key, val = re.fullmatch(r"([a-z]*)(.*)", opt).groups()
         try:
             if key == "m":
                 mag = float(val)

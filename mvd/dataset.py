@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, get_worker_info
+from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from .shards import ShardReader
 
@@ -16,9 +17,9 @@ class ClipDataset(Dataset):
     """Stored training windows (already cropped and resized) as uint8 ``(T, S, S, 3)`` tensors.
 
     Nothing is decoded, converted or augmented here: batches go to the training device as
-    uint8 and :class:`mvd.transforms.ClipAugment` turns them into model input there. A
-    ``DataLoader`` with ``collate_fn=batch_as_is`` gets each batch from :meth:`__getitems__`,
-    copied once from the shards into one tensor.
+    uint8 and :class:`mvd.transforms.ClipAugment` turns them into model input there.
+    :meth:`loader` gives each batch as :meth:`__getitems__` builds it, copied once from the
+    shards into one tensor.
     """
 
     def __init__(self, reader: ShardReader, ids: Sequence[int]):
@@ -47,9 +48,13 @@ class ClipDataset(Dataset):
             buf[n] = self.reader.frames(i)
         return out, torch.tensor([int(self.reader.clips[i]["label"]) for i in ids], dtype=torch.long)
 
+    def loader(self, batch_size: int, **kwargs: Any) -> DataLoader:
+        """A ``DataLoader`` (``kwargs`` passed on) yielding ``(uint8 clips, labels)`` batches."""
+        return DataLoader(self, batch_size=batch_size, collate_fn=_collated, **kwargs)
 
-def batch_as_is(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """``collate_fn`` for :class:`ClipDataset`: its batches come collated already."""
+
+def _collated(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``collate_fn`` for :meth:`ClipDataset.loader`: its batches come collated already."""
     return batch
 
 

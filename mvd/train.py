@@ -34,7 +34,7 @@ from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
 from .config import Config
-from .dataset import ClipDataset, balanced_weights, batch_as_is, stratified_split
+from .dataset import ClipDataset, balanced_weights, stratified_split
 from .metrics import frame_metrics
 from .model import create_model
 from .shards import ShardReader
@@ -248,11 +248,10 @@ def train(
                                                  replacement=bool(t.samples_per_epoch), generator=sampler_gen)
     mixup_on = t.mixup_prob > 0 and (t.mixup > 0 or t.cutmix > 0)
     batch = t.batch_size
-    train_loader = DataLoader(train_ds, batch_size=batch, sampler=sampler, num_workers=t.num_workers,
-                              collate_fn=batch_as_is, drop_last=len(train_ds) >= batch, pin_memory=device.type == "cuda",
-                              persistent_workers=t.num_workers > 0)
-    val_loader = DataLoader(val_ds, batch_size=batch, shuffle=False, num_workers=t.num_workers,
-                            collate_fn=batch_as_is, pin_memory=device.type == "cuda")
+    pin = device.type == "cuda"
+    train_loader = train_ds.loader(batch, sampler=sampler, num_workers=t.num_workers, drop_last=len(train_ds) >= batch,
+                                   pin_memory=pin, persistent_workers=t.num_workers > 0)
+    val_loader = val_ds.loader(batch, shuffle=False, num_workers=t.num_workers, pin_memory=pin)
     updates_per_epoch = max(1, math.ceil(len(train_loader) / t.accum_steps))
 
     model = build_model(cfg, len(labels)).to(device)

@@ -14,13 +14,11 @@ Evaluation: resize to the input size and normalise.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from timm.data.random_erasing import RandomErasing
 from torchvision import tv_tensors
-from torchvision.transforms import v2
+from torchvision.transforms import RandomResizedCrop, v2
 
 from .config import parse_rand_augment
 
@@ -101,26 +99,13 @@ class ClipAugment:
             out[b] = self.rand_augment(video).permute(0, 2, 3, 1)
         return out
 
-    def _crop_box(self, h: int, w: int) -> tuple[int, int, int, int]:
-        """A random-resized-crop box (i, j, ch, cw): area in rrc_scale, aspect 3/4–4/3."""
-        area = h * w
-        for _ in range(10):
-            target = area * float(torch.empty(1).uniform_(*self.rrc_scale))
-            ratio = math.exp(float(torch.empty(1).uniform_(math.log(3 / 4), math.log(4 / 3))))
-            cw = int(round((target * ratio) ** 0.5))
-            ch = int(round((target / ratio) ** 0.5))
-            if 0 < cw <= w and 0 < ch <= h:
-                return int(torch.randint(0, h - ch + 1, (1,))), int(torch.randint(0, w - cw + 1, (1,))), ch, cw
-        return 0, 0, h, w
-
     def _resized_crop(self, x: torch.Tensor) -> torch.Tensor:
         """Random-resized crop of (B, 3, T, H, W), one box per clip."""
         if self.rrc_scale[0] >= 1.0:  # whole frame: only resize
             return resize(x, self.size)
-        h, w = x.shape[-2:]
         crops = []
-        for clip in x:
-            i, j, ch, cw = self._crop_box(h, w)
+        for clip in x:  # (3, T, H, W): torchvision's crop-box draw, aspect 3/4–4/3
+            i, j, ch, cw = RandomResizedCrop.get_params(clip, list(self.rrc_scale), [3 / 4, 4 / 3])
             crops.append(resize(clip[..., i:i + ch, j:j + cw], self.size))
         return torch.stack(crops)
 

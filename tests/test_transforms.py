@@ -136,17 +136,13 @@ def test_dataset_hands_over_stored_uint8_clips(tmp_path):
 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_loader_batches_equal_stacked_items(tmp_path, workers):
-    from torch.utils.data import DataLoader
-
-    from mvd.dataset import batch_as_is
-
     rng = np.random.default_rng(0)
     w = ShardWriter(tmp_path, 16, shard_bytes=3 * 4 * 16 * 16 * 3)  # three clips a shard: batches span shards
     for i in range(7):
         w.add(rng.integers(0, 256, (4, 16, 16, 3), dtype=np.uint8), label=i % 3)
     w.close()
     ds = ClipDataset(ShardReader(tmp_path), [6, 0, 3, 2, 5])
-    got = list(DataLoader(ds, batch_size=2, sampler=[4, 0, 2, 1, 3], num_workers=workers, collate_fn=batch_as_is))
+    got = list(ds.loader(2, sampler=[4, 0, 2, 1, 3], num_workers=workers))
     assert [len(x) for x, _ in got] == [2, 2, 1]
     x = torch.cat([b for b, _ in got])
     y = torch.cat([lab for _, lab in got])

@@ -1,5 +1,7 @@
-"""bbox-crop: per-frame mouse boxes for every video, training clips cut, cropped and packed
-into shards; test videos keep their per-frame boxes for the benchmark.
+"""bbox-crop: per-frame mouse boxes for every video, clips of the training and validation videos
+cut, cropped and packed into shards (each clip says its split); every video keeps its per-frame
+boxes (:mod:`mvd.crops_index`), so the windows of validation and test videos are cropped with the
+boxes of exactly their frames.
 
 Per-video results live in a content-addressed cache (:mod:`components.cache`, ``data.cache``:
 a directory or ``s3://`` prefix; without one, a scratch cache inside the output is used and
@@ -18,84 +20,26 @@ so a run gives the same shards whatever the cache held.
 import hashlib
 import logging
 import shutil
-import zlib
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 from tqdm import tqdm
 
-from mvd.clips import Clip, clip_windows, idle_clips, merge_ranges, positive_clips, split_range
-from mvd.config import Config, window_span
+from mvd.clips import Clip, clip_windows, plan_clips
+from mvd.config import Config
 from mvd.detect import Detector, make_detector
 from mvd.extract import stream_windows
 from mvd.shards import ShardReader, ShardWriter
 from mvd.video import VideoReadError
 
 from .cache import Cache, settings_key
-from .manifest import Manifest, VideoRecord, read_manifest, write_json
+from mvd.crops_index import BoxesEntry, CropsIndex
+from mvd.manifest import VideoRecord, read_manifest
 
 logger = logging.getLogger(__name__)
 
 CACHE_FORMAT = 1
-
-
-def explicit_idle_clips(idle_ranges: list[tuple[int, int]], positive_ranges: list[tuple[int, int]],
-                        num_frames: int, *, max_len: int, span: int, label: int = 0) -> list[Clip]:
-    """Idle clips from explicitly idle-labelled frames: pieces of at most ``max_len`` frames.
-
-    In a video that also has positives, pieces shorter than a window span are dropped (their
-    windows would reach labelled frames); in an all-idle video every piece is kept.
-    """
-    clips = []
-    for s, e in merge_ranges(idle_ranges):
-        for ps, pe in split_range(s, min(e, num_frames - 1), max_len):
-            if positive_ranges and pe - ps + 1 < span:
-                continue
-            clips.append(Clip(label, ps, pe, ps, pe))
-    return clips
-
-
-def plan_clips(manifest: Manifest, cfg: Config) -> dict[str, list[Clip]]:
-    """Positive and idle clips per training video, by the reference rules (DESIGN.md).
-
-    Explicit idle intervals become idle clips as labelled; idle clips are also cut from the
-    unlabelled gaps of videos with positives until each such video holds ≈ ``idle_ratio`` ×
-    the mean positive frames per video (over videos with positives). A gap shorter than the
-    idle minimum but at least one window span long is taken whole.
-    """
-    d = cfg.data
-    span = window_span(cfg)
-    plans: dict[str, list[Clip]] = {}
-    pos_frames: dict[str, int] = {}
-    idle_frames: dict[str, int] = {}
-    for rec in manifest.split("train"):
-        min_len = max(span, int(round(d.min_clip_s * rec.fps)))
-        max_len = max(min_len, int(round(d.max_clip_s * rec.fps)))
-        idle_max = max(span, int(round(d.idle_max_s * rec.fps)))
-        by_label = rec.ranges_by_label(manifest.labels)
-        idle_ranges = by_label.pop(0, [])
-        clips = positive_clips(by_label, rec.num_frames, min_len=min_len, max_len=max_len)
-        positives = [r for rs in by_label.values() for r in rs]
-        idle = explicit_idle_clips(idle_ranges, positives, rec.num_frames, max_len=idle_max, span=span)
-        plans[rec.id] = clips + idle
-        pos_frames[rec.id] = sum(c.end - c.start + 1 for c in clips)
-        idle_frames[rec.id] = sum(c.end - c.start + 1 for c in idle)
-    with_pos = [v for v in pos_frames.values() if v > 0]
-    if not with_pos:
-        return plans
-    target = int(round(d.idle_ratio * float(np.mean(with_pos))))
-    for rec in manifest.split("train"):
-        want = target - idle_frames[rec.id]
-        if pos_frames[rec.id] == 0 or want <= 0:
-            continue
-        idle_min = max(span, int(round(d.idle_min_s * rec.fps)))
-        idle_max = max(idle_min, int(round(d.idle_max_s * rec.fps)))
-        ranges = [(iv.start, iv.end) for iv in rec.intervals]
-        rng = np.random.default_rng([d.split_seed, zlib.crc32(rec.id.encode())])
-        plans[rec.id] += idle_clips(ranges, rec.num_frames, target_frames=want, min_len=idle_min,
-                                    max_len=idle_max, rng=rng, label=0, shortest=span)
-    return plans
 
 
 # ----------------------------------------------------------------------------- cache keys
@@ -232,7 +176,7 @@ def run_bbox_crop(manifest_dir: str | Path, cfg: Config, out_dir: str | Path) ->
     cache = Cache(cfg.data.cache or (out / ".cache-run"), scratch)
     prep = _Prep(cfg, mdir, cache)
     writer = ShardWriter(out / "clips", cfg.model.input_size)
-    boxes_index: dict[str, dict[str, Any]] = {}
+    boxes_index: dict[str, BoxesEntry] = {}
     failures: list[dict[str, str]] = []
     counts = np.zeros(len(manifest.labels), dtype=int)
     stats: dict[str, _Stats] = {}
@@ -245,8 +189,8 @@ def run_bbox_crop(manifest_dir: str | Path, cfg: Config, out_dir: str | Path) ->
                 tmp = out / (rel + ".tmp.npy")
                 np.save(tmp, boxes.astype(np.float32))
                 tmp.replace(out / rel)
-                boxes_index[rec.id] = {"file": rel, "origin": "annotation" if origin == "annotation" else "detector",
-                                       "cache": origin, "detected": float(np.isfinite(boxes[:, 0]).mean())}
+                boxes_index[rec.id] = BoxesEntry(rel, "annotation" if origin == "annotation" else "detector", origin,
+                                                 float(np.isfinite(boxes[:, 0]).mean()))
                 clips = plans.get(rec.id, [])
                 reused = computed = 0
                 if clips:
@@ -254,7 +198,8 @@ def run_bbox_crop(manifest_dir: str | Path, cfg: Config, out_dir: str | Path) ->
                     for clip in clips:
                         for i in positions.get(_clip_key(clip), []):
                             meta = reader.clips[i]
-                            writer.add(np.asarray(reader.frames(i)), video=rec.id, label=int(meta["label"]),
+                            writer.add(np.asarray(reader.frames(i)), video=rec.id, split=rec.split,
+                                       label=int(meta["label"]),
                                        clip=f"{rec.id}#{clip.start}-{clip.end}", start=meta["start"],
                                        end=meta["end"], indices=meta["indices"], event_start=meta["event_start"],
                                        event_end=meta["event_end"], fps=rec.fps, crop=meta["crop"])
@@ -279,10 +224,13 @@ def run_bbox_crop(manifest_dir: str | Path, cfg: Config, out_dir: str | Path) ->
         "windows": {"reused": sum(s.windows_reused for s in stats.values()),
                     "computed": sum(s.windows_computed for s in stats.values())},
     }
-    summary = {"windows_per_class": {manifest.labels[i]: int(c) for i, c in enumerate(counts)},
-               "videos": len(manifest.videos), "failures": failures, "boxes": boxes_index, "cache": cache_summary,
+    index = CropsIndex(labels=manifest.labels, data_version=manifest.data_version, boxes=boxes_index,
+                       windows_per_class={manifest.labels[i]: int(c) for i, c in enumerate(counts)},
+                       videos=len(manifest.videos), failures=failures, cache=cache_summary)
+    index.write(out)
+    summary = {"windows_per_class": index.windows_per_class, "videos": index.videos, "failures": failures,
+               "boxes": {k: vars(v) for k, v in boxes_index.items()}, "cache": cache_summary,
                "labels": manifest.labels, "data_version": manifest.data_version}
-    write_json(out / "boxes.json", summary)
     logger.info("bbox-crop: training windows per class %s; videos reused %d, computed %d; %d failures",
                 summary["windows_per_class"], cache_summary["videos_reused"], cache_summary["videos_computed"],
                 len(failures))

@@ -2,22 +2,21 @@
 metrics; per-video predictions (frames/bouts CSV); an HTML report; figures to MLflow."""
 
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from mvd.bouts import intervals_to_frame_labels
+from mvd.card import inference_spec
 from mvd.config import Config
-from mvd.infer import predict_video
+from mvd.crops_index import read_crops_index
+from mvd.manifest import read_manifest, write_json
 from mvd.metrics import evaluate, metric_key, overlap_recall
 from mvd.weights import load_model
 
-from .manifest import read_manifest, write_json
 from .report import write_bouts_csv, write_frames_csv, write_report
+from .scoring import score_records
 
 logger = logging.getLogger(__name__)
 
@@ -32,64 +31,58 @@ def run_benchmark(
     *,
     device: str | None = None,
 ) -> dict[str, Any]:
-    """Scores every test video; returns ``evaluate``'s result (plus ``per_video`` timing)."""
+    """Scores every test video under the model card's inference contract (window, stride, crop pad,
+    post-processing); returns ``evaluate``'s result plus ``overlap_recall`` and ``failures``."""
     model, card = load_model(model_dir)
     labels = card["labels"]
+    spec = inference_spec(card, str(model_dir))
     manifest = read_manifest(manifest_dir)
     if manifest.labels != labels:
         raise ValueError(f"model labels {labels} differ from the dataset's {manifest.labels}; "
                          "benchmark a model trained on this label map")
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(dev)
-    boxes_index = json.loads((Path(crops_dir) / "boxes.json").read_text())["boxes"]
-    inp = card["input"]
-    pred_dir = Path(predictions_out)
-    pred_dir.mkdir(parents=True, exist_ok=True)
-    y_true, probs, fps, names = [], [], [], []
     tests = manifest.split("test")
     if not tests:
         raise ValueError(f"manifest in {manifest_dir} has no test video; lower data.test_ratio or add videos")
-    for rec in tests:
-        b = boxes_index.get(rec.id)
-        boxes = np.load(Path(crops_dir) / b["file"]) if b else None
-        p = predict_video(model, Path(manifest_dir) / rec.file, boxes, num_frames=inp["num_frames"],
-                          sampling_rate=inp["sampling_rate"], input_size=inp["img_size"], num_classes=len(labels),
-                          stride=cfg.benchmark.stride, pad=cfg.data.pad_infer, batch_size=cfg.benchmark.batch_size,
-                          device=dev, amp=cfg.train.amp, progress=True)
-        truth = intervals_to_frame_labels(len(p), [(labels.index(i.label), i.start, min(i.end, len(p) - 1))
-                                                   for i in rec.intervals if i.start < len(p)])
-        y_true.append(truth)
-        probs.append(p)
-        fps.append(rec.fps)
-        names.append(rec.name)
+    scored, failures = score_records(model, spec, manifest_dir, tests, read_crops_index(crops_dir), device=dev,
+                                     amp=cfg.train.amp)
+    if not scored:
+        raise RuntimeError(f"no test video could be scored: {failures}")
     b = cfg.benchmark
-    result = evaluate(y_true, probs, labels, fps, names,
-                      thresholds={k: v for k, v in b.thresholds.items()} or None,
-                      min_bout={k: v for k, v in b.min_bout.items()} or None,
-                      iou_thresholds=tuple(b.iou_thresholds), hit_tolerance_s=b.hit_tolerance_s)
+    result = evaluate([s.truth for s in scored], [s.labelled.probs for s in scored], labels,
+                      [s.labelled.info.fps for s in scored], [s.name for s in scored], post=spec.postprocess,
+                      iou_thresholds=tuple(b.iou_thresholds), hit_tolerance_s=b.hit_tolerance_s,
+                      true_bouts=[s.true_bouts for s in scored])
+    result["failures"] = failures
     result["overlap_recall"] = {
-        name: overlap_recall([[(i.start, i.end) for i in rec.intervals if i.label == name] for rec in tests],
+        name: overlap_recall([[(t.start, t.end) for t in s.true_bouts if t.label == k] for s in scored],
                              result["pred_labels"], k)
         for k, name in enumerate(labels) if k != 0
     }
     for name, v in result["overlap_recall"].items():
         if v is not None:
             result["summary"][f"event_overlap_recall/{metric_key(name)}"] = v
-    for i, name in enumerate(names):
-        pred = np.asarray(result["pred_labels"][i])
-        write_frames_csv(pred_dir / f"{name}.frames.csv", pred, probs[i], labels)
-        write_bouts_csv(pred_dir / f"{name}.bouts.csv", result["pred_bouts"][i], fps[i])
-    write_report(report_out, result, probs=probs, true_labels=y_true, fps=fps,
-                 title=f"Benchmark: {card['arch']} on {len(names)} test videos",
-                 model_info={"arch": card["arch"], "labels": labels, "data_version": card.get("data_version", "")})
+    pred_dir = Path(predictions_out)
+    pred_dir.mkdir(parents=True, exist_ok=True)
+    for i, s in enumerate(scored):
+        write_frames_csv(pred_dir / f"{s.name}.frames.csv", result["pred_labels"][i], s.labelled.probs, labels)
+        write_bouts_csv(pred_dir / f"{s.name}.bouts.csv", result["pred_bouts"][i], s.labelled.info.fps)
+    write_report(report_out, result, probs=[s.labelled.probs for s in scored], true_labels=[s.truth for s in scored],
+                 fps=[s.labelled.info.fps for s in scored],
+                 title=f"Benchmark: {card['arch']} on {len(scored)} test videos",
+                 model_info={"arch": card["arch"], "labels": labels, "data_version": card.get("data_version", ""),
+                             "calibration": spec.calibration.get("status", "none"),
+                             "stride": spec.stride, "crop_pad": spec.crop_pad})
     slim = {k: v for k, v in result.items() if k not in ("pred_labels",)}
     write_json(pred_dir / "metrics.json", slim)
     return result
 
 
 def headline(result: dict[str, Any], labels: list[str]) -> dict[str, Any]:
-    """The figures ``mar run --json`` prints: macro F1, per-class frame P/R/F1/support, and the
-    twitch event recall (a true twitch is detected when a predicted twitch bout overlaps it)."""
+    """The figures ``mar run --json`` prints: macro F1, per-class frame P/R/F1/support, event
+    P/R/F1, counts per class (total and per video, errors, agreement) and the twitch event recall
+    (a true twitch is detected when a predicted twitch bout overlaps it) with its precision."""
     frame = result["frame"]
     per_class = {name: {k: frame["per_class"][name][k] for k in ("precision", "recall", "f1", "support")}
                  for name in labels}
@@ -98,10 +91,21 @@ def headline(result: dict[str, Any], labels: list[str]) -> dict[str, Any]:
     events = {name: {crit: {k: v for k, v in vals.items() if k in ("precision", "recall", "f1", "ap")}
                      for crit, vals in result["events"]["per_class"][name].items() if isinstance(vals, dict)}
               for name in result["events"]["per_class"]}
-    counts = result["counts"]["per_class"]
+    counts = {name: {k: c[k] for k in ("true_count", "pred_count", "count_total_error", "count_mae",
+                                      "true_duration_s", "pred_duration_s", "duration_total_error")}
+              | {"icc": c["count_agreement"]["icc"], "pearson_r": c["count_agreement"]["pearson_r"],
+                 "bias": c["count_agreement"]["bias"]}
+              for name, c in result["counts"]["per_class"].items()}
+    per_video = [{"video": v["video"], "fps": v["fps"],
+                  **{name: {k: c[k] for k in ("true_count", "pred_count", "true_duration_s", "pred_duration_s")}
+                     for name, c in v["per_class"].items()}} for v in result["counts"]["per_video"]]
+    twitch_precision = (result["events"]["per_class"][twitch]["hit"]["precision"]
+                        if twitch in result["events"]["per_class"] else None)
     return {"frame_macro_f1": frame["macro"]["f1"], "frame_weighted_f1": frame["weighted"]["f1"],
-            "per_class": per_class, "twitch_event_recall": twitch_recall, "event_overlap_recall": result["overlap_recall"],
-            "events": events, "counts": counts}
+            "per_class": per_class, "twitch_event_recall": twitch_recall, "twitch_event_precision": twitch_precision,
+            "event_overlap_recall": result["overlap_recall"], "events": events, "counts": counts,
+            "counts_per_video": per_video, "failures": result.get("failures", []),
+            "postprocess": result["postprocess"]}
 
 
 # ----------------------------------------------------------------------------- KFP component
@@ -131,7 +135,7 @@ if kfp_compile_time():
         from components import tracking
         from components.benchmark import headline, run_benchmark
         from components.common import setup
-        from components.manifest import write_json
+        from mvd.manifest import write_json
 
         cfg = setup(config_json)
         r = run_benchmark(model.path, manifest.path, crops.path, cfg, predictions.path, report.path)

@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 from mvd.config import Config
 
-from .manifest import read_manifest
+from mvd.manifest import read_manifest
 
 logger = logging.getLogger(__name__)
 

@@ -1,11 +1,12 @@
-"""Ingest: a Supervisely video project → manifest + train/test split by video + ingest report.
+"""Ingest: a Supervisely video project → manifest + train/val/test split by video + ingest report.
 
 The source is a project directory, an ``s3://`` prefix or ``sly://<project id>``
 (:mod:`components.sources`). Two project shapes are read (the one found goes into the report):
 
 - ``videos``: annotated full-length videos in any (nested) datasets; action tags with frame
   ranges become labelled intervals and videos are split train/test by video (stratified,
-  deterministic).
+  deterministic); ``data.val_ratio`` of the training videos are then held out whole as
+  validation videos (the best epoch and the post-processing rules are chosen on them).
 - ``training_data``: the preprocessing app's "Training Data" project: ``train/`` with nested
   class datasets (``Self-Grooming``, ``Head-Body_TWITCH``, ``idle``) of short clips, each wholly of
   its folder's class, and ``test/`` with full-length tagged videos. Every train clip is one train
@@ -33,7 +34,7 @@ from mvd.clips import merge_ranges
 from mvd.config import Config
 from mvd.video import VideoReadError, probe
 
-from .manifest import Interval, Manifest, VideoRecord, sha256_file, write_json
+from mvd.manifest import SPLITS, Interval, Manifest, VideoRecord, safe_name, sha256_file, write_json
 from .sources import ResolvedSource, SourceError, resolve_source
 from .supervisely_project import ProjectError, ProjectItem, boxes_array, read_project
 
@@ -94,6 +95,24 @@ def split_videos(
     for k in test:
         for i in groups[k]:
             out[i] = "test"
+    return out
+
+
+def hold_out_val(splits: list[str], class_sets: list[set[str]], hashes: list[str], val_ratio: float,
+                 seed: int, min_train: int = 3) -> list[str]:
+    """Move whole training videos to ``val`` (stratified by the classes they hold, same content on one
+    side), keeping at least ``min_train`` distinct training videos; unchanged when that is impossible."""
+    train = [i for i, s in enumerate(splits) if s == "train"]
+    if val_ratio <= 0 or len({hashes[i] for i in train}) < min_train + 1:
+        return list(splits)
+    sub = split_videos([class_sets[i] for i in train], [hashes[i] for i in train], val_ratio, seed + 1)
+    n_train = len({hashes[i] for i, s in zip(train, sub) if s == "train"})
+    if n_train < min_train:
+        return list(splits)
+    out = list(splits)
+    for i, s in zip(train, sub):
+        if s == "test":
+            out[i] = "val"
     return out
 
 
@@ -249,6 +268,7 @@ def _ingest(src: ResolvedSource, cfg: Config, out: Path, report_path: str | Path
     records: list[VideoRecord] = []
     fixed_splits: list[str] = []
     seen_ids: set[str] = set()
+    taken_names: set[str] = set()
     for it in items:
         vid = f"{it.dataset}/{it.name}"
         if it.error:
@@ -275,7 +295,7 @@ def _ingest(src: ResolvedSource, cfg: Config, out: Path, report_path: str | Path
                               "reason": "no action tag (treated as unannotated, not as all-idle)"})
             continue
         seen_ids.add(vid)
-        safe = re.sub(r"[^A-Za-z0-9._-]+", "_", vid)
+        safe = safe_name(vid, taken_names)
         rec = VideoRecord(id=vid, dataset=it.dataset, name=it.name, source=src.origin(it.video_path),
                           file=f"videos/{safe}", sha256=sha256_file(it.video_path), fps=info.fps, num_frames=n,
                           width=info.width, height=info.height,
@@ -302,15 +322,20 @@ def _ingest(src: ResolvedSource, cfg: Config, out: Path, report_path: str | Path
                 raise IngestError(f"source {source} is a Training Data project (train/<class>/ clips and test/ "
                                   f"videos) but has no usable {need} video: add {where}")
     else:
-        splits = split_videos([{i.label for i in r.intervals if i.label != idle} for r in records],
-                              [r.sha256 for r in records], cfg.data.test_ratio, cfg.data.split_seed)
+        classes = [{i.label for i in r.intervals if i.label != idle} for r in records]
+        splits = split_videos(classes, [r.sha256 for r in records], cfg.data.test_ratio, cfg.data.split_seed)
+        splits = hold_out_val(splits, classes, [r.sha256 for r in records], cfg.data.val_ratio, cfg.data.split_seed)
     for r, s in zip(records, splits):
         r.split = s
+    if not any(s == "val" for s in splits):
+        decisions.append({"video": None, "decision": "no_val",
+                          "reason": "no whole video held out for validation (Training Data layout, too few training "
+                                    "videos, or data.val_ratio=0): the post-processing keeps its default rules"})
     manifest = Manifest(labels=list(labels), source=str(source), videos=records)
     manifest.write(out)
-    counts = {s: sum(r.split == s for r in records) for s in ("train", "test")}
+    counts = {s: sum(r.split == s for r in records) for s in SPLITS}
     per_class = {c: {s: sum(1 for r in records if r.split == s for i in r.intervals if i.label == c)
-                     for s in ("train", "test")} for c in labels}
+                     for s in SPLITS} for c in labels}
     report = {"source": str(source), "source_kind": src.kind, "shape": shape, "data_version": manifest.data_version,
               "videos_total": len(items), "videos_used": len(records), "split": counts,
               "intervals_per_class": per_class, "decisions": decisions}
@@ -343,4 +368,5 @@ if kfp_compile_time():
         with open(report.path) as f:
             shape = json.load(f)["shape"]
         manifest.metadata.update({"data_version": m.data_version, "videos": len(m.videos), "shape": shape,
-                                  "train": len(m.split("train")), "test": len(m.split("test"))})
+                                  "train": len(m.split("train")), "val": len(m.split("val")),
+                                  "test": len(m.split("test"))})

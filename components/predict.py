@@ -13,13 +13,14 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from mvd.bouts import apply_min_bout, bouts_from_labels, labels_from_probs
+from mvd.card import inference_spec
 from mvd.detect import make_detector
-from mvd.infer import predict_video
-from mvd.video import VideoReadError, probe
+from mvd.infer import label_video
+from mvd.manifest import write_json
+from mvd.metrics import bout_row
+from mvd.video import VideoReadError
 from mvd.weights import load_model
 
-from .manifest import write_json
 from .report import ethogram_png, write_bouts_csv, write_frames_csv
 
 logger = logging.getLogger(__name__)
@@ -64,62 +65,83 @@ def resolve_model(model: str, tracking_uri: str = "") -> Path:
 
 
 def collect_videos(items: list[str]) -> list[Path]:
+    """Video files of ``items`` (files, or folders searched recursively), each file once."""
     out: list[Path] = []
+    seen: set[Path] = set()
     for it in items:
         p = Path(it)
-        if p.is_dir():
-            out += sorted(q for q in p.rglob("*") if q.suffix.lower() in VIDEO_SUFFIXES and q.is_file())
-        else:
-            out.append(p)
+        found = sorted(q for q in p.rglob("*") if q.suffix.lower() in VIDEO_SUFFIXES and q.is_file()) \
+            if p.is_dir() else [p]
+        for q in found:
+            key = q.resolve()
+            if key not in seen:
+                seen.add(key)
+                out.append(q)
     if not out:
         raise PredictError(f"no video found in {items}")
     return out
 
 
+def output_stems(videos: list[Path]) -> list[str]:
+    """A distinct output name per video: its file name, or, where file names repeat (``A/a.mp4``,
+    ``B/a.mp4``), its path below the videos' common folder joined with ``__``."""
+    names = [v.name for v in videos]
+    if len(set(names)) == len(names):
+        return names
+    absolute = [v.resolve() for v in videos]
+    common = Path(os.path.commonpath([str(a.parent) for a in absolute]))
+    stems = []
+    for v, a in zip(videos, absolute):
+        stems.append("__".join(a.relative_to(common).parts) if names.count(v.name) > 1 else v.name)
+    return stems
+
+
 def run_predict(model: str, videos: list[str], out_dir: str | Path, *, tracking_uri: str = "",
-                detector: str = "background", stride: int = 0, batch_size: int = 16,
-                thresholds: dict[str, float] | None = None, min_bout: dict[str, int] | None = None,
+                detector: str | None = None, stride: int | None = None, batch_size: int | None = None,
                 device: str | None = None) -> dict[str, Any]:
-    """Writes per video ``<name>.frames.csv``, ``<name>.bouts.csv``, ``<name>.ethogram.png``; returns the summary."""
+    """Labels every video under the model card's inference contract (the computation the benchmark
+    ran) and writes per video ``<name>.frames.csv``, ``<name>.bouts.csv``, ``<name>.ethogram.png``;
+    returns the summary. ``detector``, ``stride`` and ``batch_size`` override the card's."""
     model_dir = resolve_model(model, tracking_uri)
     net, card = load_model(model_dir)
-    labels, inp = card["labels"], card["input"]
+    labels = card["labels"]
+    spec = inference_spec(card, str(model))
+    if stride:
+        spec.stride = int(stride)
+    if batch_size:
+        spec.batch_size = int(batch_size)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     net.to(dev)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    det = make_detector(detector)
-    th = {labels.index(k): v for k, v in (thresholds or {}).items()}
-    mb = {labels.index(k): v for k, v in (min_bout or {}).items()}
-    summary: dict[str, Any] = {"model": str(model), "labels": labels, "videos": {}, "failures": []}
-    for video in tqdm(collect_videos(videos), desc="videos", unit="video"):
+    det = make_detector(detector or spec.detector)
+    summary: dict[str, Any] = {"model": str(model), "labels": labels, "inference": spec.to_dict(), "videos": {},
+                               "failures": []}
+    paths = collect_videos(videos)
+    for video, stem in tqdm(list(zip(paths, output_stems(paths))), desc="videos", unit="video"):
         try:
-            info = probe(video)
             boxes = det.detect_video(video)
-            probs = predict_video(net, video, boxes, num_frames=inp["num_frames"], sampling_rate=inp["sampling_rate"],
-                                  input_size=inp["img_size"], num_classes=len(labels), stride=stride,
-                                  pad=inp.get("crop_pad", 0.05), batch_size=batch_size, device=dev, progress=True)
+            lab = label_video(net, spec, video, boxes, device=dev, progress=True)
         except (VideoReadError, ValueError) as e:
             logger.error("%s: %s", video, e)
             summary["failures"].append({"video": str(video), "reason": str(e)})
             continue
-        pred = labels_from_probs(probs, thresholds=th or None)
-        if mb:
-            pred = apply_min_bout(pred, mb)
-        bouts = bouts_from_labels(pred, probs)
-        rows = [{"label": b.label, "name": labels[b.label], "start": b.start, "end": b.end, "score": b.score}
-                for b in bouts if b.label != 0]
-        stem = video.name
-        write_frames_csv(out / f"{stem}.frames.csv", pred, probs, labels)
-        write_bouts_csv(out / f"{stem}.bouts.csv", rows, info.fps)
-        ethogram_png(out / f"{stem}.ethogram.png", labels=labels, fps=info.fps, pred_labels=pred, probs=probs,
+        fps = lab.info.fps
+        pred = lab.result.labels
+        rows = [bout_row(b, labels, fps) for b in lab.result.bouts]
+        write_frames_csv(out / f"{stem}.frames.csv", pred, lab.probs, labels)
+        write_bouts_csv(out / f"{stem}.bouts.csv", rows, fps)
+        ethogram_png(out / f"{stem}.ethogram.png", labels=labels, fps=fps, pred_labels=pred, probs=lab.probs,
                      title=stem)
         per_class = {}
         for k, name in enumerate(labels):
             n_frames = int((pred == k).sum())
-            per_class[name] = {"bouts": sum(1 for r in rows if r["label"] == k) if k else None,
-                               "frames": n_frames, "duration_s": n_frames / info.fps}
-        summary["videos"][str(video)] = {"fps": info.fps, "frames": len(pred), "per_class": per_class}
+            own = [r for r in rows if r["label"] == k]
+            per_class[name] = {"bouts": len(own) if k != spec.postprocess.idle else None, "frames": n_frames,
+                               "duration_s": n_frames / fps,
+                               "mean_bout_s": (n_frames / fps / len(own)) if own else None,
+                               "latency_s": own[0]["start_s"] if own else None}
+        summary["videos"][str(video)] = {"output": stem, "fps": fps, "frames": len(pred), "per_class": per_class}
     write_json(out / "summary.json", summary)
     if not summary["videos"]:
         raise PredictError(f"no video could be processed: {summary['failures']}")

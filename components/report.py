@@ -30,6 +30,8 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from .count_figures import agreement_figure  # noqa: E402
+
 __all__ = [
     "IDLE_COLOR",
     "PALETTE",
@@ -439,24 +441,43 @@ def _how_to_read(result: Mapping[str, Any], num_frames: int, duration_s: float) 
         f"<b>hit</b>: the bouts overlap or their centres are within {ev['hit_tolerance_s']:g} s. "
         "Each true bout can be matched once. AP ranks predicted bouts by their mean probability.",
         "<b>Counts</b> compare the number of true and predicted bouts per video; for twitches "
-        "this is the head-twitch count. Count error = predicted − true; the relative error "
-        "divides by the true count.",
+        "this is the head-twitch count. Count error = predicted − true; the total count error is "
+        "|Σ predicted − Σ true| / Σ true over all videos; ICC is ICC(A,1) (absolute agreement) of the "
+        "per-video counts; Bland–Altman bias is the mean of predicted − true, with 95% limits.",
         "“—” means undefined (e.g. a class that neither occurs nor is predicted).",
     ]
-    if post.get("thresholds") or post.get("min_bout"):
-        def show(v: Any) -> str:
-            return "none" if v is None else _e(json.dumps(v, ensure_ascii=False))
+    out = "<h2>How to read this</h2>" + "".join(f'<p class="note">{p}</p>' for p in parts)
+    return out + _postprocess_section(post)
 
-        parts.append("Post-processing of the model output: a frame whose top class has a "
-                     "probability below that class's confidence threshold becomes idle "
-                     f"(thresholds: {show(post.get('thresholds'))}); then bouts shorter than the "
-                     f"minimum length become idle (frames: {show(post.get('min_bout'))}).")
-    return "<h2>How to read this</h2>" + "".join(f'<p class="note">{p}</p>' for p in parts)
+
+def _postprocess_section(post: Mapping[str, Any]) -> str:
+    """The post-processing rules the labels were made with (the model card's)."""
+    classes = post.get("classes") or {}
+    if not classes:
+        return ""
+    if post.get("decision") == "argmax":
+        text = ("Labels are the most probable class per frame, kept when its probability reaches the class "
+                "threshold; bouts shorter than the minimum duration become idle (the rules of a model made "
+                "before rules were fitted).")
+    else:
+        text = ("Labels come from each class's probability: smoothed over the smoothing window, a frame is the "
+                "class when it reaches the threshold (the most probable passing class wins, else idle); idle "
+                "gaps up to the merge gap inside a bout are filled; bouts shorter than the minimum duration "
+                "become idle. <i>fitted</i> rules were chosen on the validation videos (never the test "
+                "videos); <i>config</i> values were pinned in the configuration.")
+    rows = [_row([_fmt(r.get("threshold"), 2), _fmt(r.get("smooth_s"), 3), _fmt(r.get("min_duration_s"), 3),
+                  _fmt(r.get("merge_gap_s"), 3), _e(r.get("source", ""))], name) for name, r in classes.items()]
+    table = _table("postprocess-table", ["class", "threshold", "smoothing (s)", "min duration (s)",
+                                         "merge gap (s)", "source"], rows, "Post-processing rules")
+    return f'<p class="note">{text}</p>' + table
 
 
 def _headline(result: Mapping[str, Any]) -> str:
     frame, ev, counts = result["frame"], result["events"], result["counts"]
-    cards = [
+    cards = [(f"{name} bouts predicted / true", f"{counts['per_class'][name]['pred_count']} / "
+                                                 f"{counts['per_class'][name]['true_count']}")
+             for name in ev["action_labels"]]
+    cards += [
         ("frame macro-F1 (action classes)", _fmt(frame["macro"]["f1"])),
         ("frame weighted-F1", _fmt(frame["weighted"]["f1"])),
         ("frame accuracy (all classes)", _fmt(frame["accuracy"])),
@@ -466,15 +487,17 @@ def _headline(result: Mapping[str, Any]) -> str:
     rows = []
     for name in ev["action_labels"]:
         e, cnt = ev["per_class"][name], counts["per_class"][name]
-        rows.append(_row([_fmt(e["hit"]["recall"]), _fmt(e["hit"]["precision"]),
-                          _fmt(e["hit"]["f1"]), _fmt(cnt["true_count"]), _fmt(cnt["pred_count"]),
-                          _fmt(cnt["count_mae"], 2), _pct(cnt["count_mean_rel_error"]),
-                          _fmt(cnt["total_count_abs_error"])], name))
+        ca = cnt["count_agreement"]
+        rows.append(_row([_fmt(cnt["true_count"]), _fmt(cnt["pred_count"]), _pct(cnt["count_total_error"]),
+                          _fmt(cnt["count_mae"], 2), _fmt(ca["icc"], 2), _fmt(ca["pearson_r"], 2),
+                          f"{_fmt(ca['bias'], 2)} [{_fmt(ca['loa_low'], 2)}, {_fmt(ca['loa_high'], 2)}]",
+                          _fmt(e["hit"]["precision"]), _fmt(e["hit"]["recall"]), _fmt(e["hit"]["f1"]),
+                          _fmt(frame["per_class"][name]["f1"])], name))
     table = _table("headline-table",
-                   ["class", "event hit recall", "event hit precision", "event hit F1",
-                    "true events", "predicted events", "count MAE per video",
-                    "mean relative count error", "|total predicted − total true|"],
-                   rows, "Events and counts per action class (all videos)")
+                   ["class", "true bouts", "predicted bouts", "total count error", "count MAE per video",
+                    "count ICC", "count r", "Bland–Altman bias [95% limits]", "event precision (hit)",
+                    "event recall (hit)", "event F1 (hit)", "frame F1"],
+                   rows, "Counts and events per action class (all test videos)")
     return f"<h2>Headline numbers</h2><div class=\"cards\">{html_cards}</div>{table}"
 
 
@@ -540,14 +563,24 @@ def _count_section(result: Mapping[str, Any]) -> str:
     rows = []
     for name, d in counts["per_class"].items():
         rows.append(_row([_fmt(d["true_count"]), _fmt(d["pred_count"]),
-                          _fmt(d["total_count_abs_error"]), _fmt(d["count_mae"], 2),
+                          _pct(d["count_total_error"]), _fmt(d["count_mae"], 2),
                           _pct(d["count_mean_rel_error"]), _fmt(d["true_duration_s"], 2),
                           _fmt(d["pred_duration_s"], 2)], name))
     t2 = _table("count-summary-table",
-                ["class", "true count", "predicted count", "|total error|", "count MAE per video",
+                ["class", "true count", "predicted count", "total count error", "count MAE per video",
                  "mean rel count error", "true duration (s)", "predicted duration (s)"],
                 rows, "All videos")
-    return "<h2>Event counts</h2>" + t1 + t2
+    figs = []
+    colors = class_colors(result["labels"], next((i for i, n in enumerate(result["labels"])
+                                                  if result["frame"]["per_class"][n]["is_idle"]), None))
+    for name, d in counts["per_class"].items():
+        rows = [pv["per_class"][name] for pv in counts["per_video"]]
+        fig = agreement_figure(name, rows, d, colors[result["labels"].index(name)])
+        figs.append(_img(_png_bytes(fig), f"count agreement of {name}"))
+    note = ('<p class="note">Per action class: predicted against true bout count per video (the dashed line is '
+            "perfect agreement), the Bland–Altman plot of the count differences (solid: bias; dotted: 95% "
+            "limits of agreement) and predicted against true total duration per video.</p>")
+    return "<h2>Event counts</h2>" + note + "".join(figs) + t1 + t2
 
 
 def write_report(

@@ -14,9 +14,14 @@ last window is aligned to the video's end so every frame is covered.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+import zlib
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .config import Config
+    from .manifest import Manifest
 
 
 class Clip(NamedTuple):
@@ -178,3 +183,63 @@ def sliding_windows(video_frames: int, num_frames: int, sampling_rate: int, stri
     if starts[-1] != last:
         starts.append(last)
     return [Window(s, s + span - 1, window_indices(s, num_frames, sampling_rate, video_frames)) for s in starts]
+
+
+def explicit_idle_clips(idle_ranges: list[tuple[int, int]], positive_ranges: list[tuple[int, int]],
+                        num_frames: int, *, max_len: int, span: int, label: int = 0) -> list[Clip]:
+    """Idle clips from explicitly idle-labelled frames: pieces of at most ``max_len`` frames.
+
+    In a video that also has positives, pieces shorter than a window span are dropped (their
+    windows would reach labelled frames); in an all-idle video every piece is kept.
+    """
+    clips = []
+    for s, e in merge_ranges(idle_ranges):
+        for ps, pe in split_range(s, min(e, num_frames - 1), max_len):
+            if positive_ranges and pe - ps + 1 < span:
+                continue
+            clips.append(Clip(label, ps, pe, ps, pe))
+    return clips
+
+
+def plan_clips(manifest: Manifest, cfg: Config, splits: tuple[str, ...] = ("train", "val")) -> dict[str, list[Clip]]:
+    """Positive and idle clips per video of ``splits`` (training and validation videos), by the
+    reference rules (DESIGN.md).
+
+    Explicit idle intervals become idle clips as labelled; idle clips are also cut from the
+    unlabelled gaps of videos with positives until each such video holds ≈ ``idle_ratio`` ×
+    the mean positive frames per video (over videos with positives). A gap shorter than the
+    idle minimum but at least one window span long is taken whole.
+    """
+    d = cfg.data
+    span = cfg.model.num_frames * cfg.model.sampling_rate
+    videos = [v for v in manifest.videos if v.split in splits]
+    plans: dict[str, list[Clip]] = {}
+    pos_frames: dict[str, int] = {}
+    idle_frames: dict[str, int] = {}
+    for rec in videos:
+        min_len = max(span, int(round(d.min_clip_s * rec.fps)))
+        max_len = max(min_len, int(round(d.max_clip_s * rec.fps)))
+        idle_max = max(span, int(round(d.idle_max_s * rec.fps)))
+        by_label = rec.ranges_by_label(manifest.labels)
+        idle_ranges = by_label.pop(0, [])
+        clips = positive_clips(by_label, rec.num_frames, min_len=min_len, max_len=max_len)
+        positives = [r for rs in by_label.values() for r in rs]
+        idle = explicit_idle_clips(idle_ranges, positives, rec.num_frames, max_len=idle_max, span=span)
+        plans[rec.id] = clips + idle
+        pos_frames[rec.id] = sum(c.end - c.start + 1 for c in clips)
+        idle_frames[rec.id] = sum(c.end - c.start + 1 for c in idle)
+    with_pos = [v for v in pos_frames.values() if v > 0]
+    if not with_pos:
+        return plans
+    target = int(round(d.idle_ratio * float(np.mean(with_pos))))
+    for rec in videos:
+        want = target - idle_frames[rec.id]
+        if pos_frames[rec.id] == 0 or want <= 0:
+            continue
+        idle_min = max(span, int(round(d.idle_min_s * rec.fps)))
+        idle_max = max(idle_min, int(round(d.idle_max_s * rec.fps)))
+        ranges = [(iv.start, iv.end) for iv in rec.intervals]
+        rng = np.random.default_rng([d.split_seed, zlib.crc32(rec.id.encode())])
+        plans[rec.id] += idle_clips(ranges, rec.num_frames, target_frames=want, min_len=idle_min,
+                                    max_len=idle_max, rng=rng, label=0, shortest=span)
+    return plans

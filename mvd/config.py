@@ -43,6 +43,7 @@ class DataConfig:
     tag_map: dict[str, str] = field(default_factory=dict)
     unknown_tags: str = "warn"  # warn | error
     test_ratio: float = 0.2
+    val_ratio: float = 0.2  # of the training videos, held out whole for validation and calibration
     split_seed: int = 0
     detector: str = "background"
     box_class: str = "mouse"
@@ -90,10 +91,20 @@ class TrainConfig:
 
 @dataclass
 class BenchmarkConfig:
+    """The inference contract written into the model card, and how the benchmark scores it.
+
+    Per-class post-processing (``thresholds``, ``smooth_s``, ``min_duration_s``,
+    ``merge_gap_s``; class name -> value, durations in seconds) is fitted on the validation
+    videos when ``calibrate`` is on; a value given here is pinned instead of fitted.
+    """
+
     stride: int = 0  # 0 = half the window span
     batch_size: int = 16
+    calibrate: bool = True  # fit the post-processing rules on the validation videos after training
     thresholds: dict[str, float] = field(default_factory=dict)
-    min_bout: dict[str, int] = field(default_factory=dict)
+    smooth_s: dict[str, float] = field(default_factory=dict)
+    min_duration_s: dict[str, float] = field(default_factory=dict)
+    merge_gap_s: dict[str, float] = field(default_factory=dict)
     hit_tolerance_s: float = 0.5
     iou_thresholds: list[float] = field(default_factory=lambda: [0.3, 0.5, 0.7])
 
@@ -339,6 +350,7 @@ def validate(cfg: Config) -> None:
         (len(set(x.lower() for x in d.labels)) == len(d.labels), "data.labels has duplicates"),
         (d.unknown_tags in ("warn", "error"), "data.unknown_tags must be 'warn' or 'error'"),
         (0 < d.test_ratio < 1, "data.test_ratio must be in (0, 1)"),
+        (0 <= d.val_ratio < 1, "data.val_ratio must be in [0, 1)"),
         (0 <= d.pad_train < 1 and 0 <= d.pad_infer < 1, "data.pad_train/pad_infer must be in [0, 1)"),
         (0 < d.min_clip_s <= d.max_clip_s, "need 0 < data.min_clip_s ≤ data.max_clip_s"),
         (0 < d.idle_min_s <= d.idle_max_s, "need 0 < data.idle_min_s ≤ data.idle_max_s"),
@@ -354,6 +366,8 @@ def validate(cfg: Config) -> None:
         (0 <= t.label_smoothing < 1, "train.label_smoothing must be in [0, 1)"),
         (0 <= t.color_jitter < 1 and 0 <= t.invert_prob <= 1, "train.color_jitter must be in [0, 1), train.invert_prob in [0, 1]"),
         (b.stride >= 0 and b.batch_size >= 1, "benchmark.stride must be ≥ 0 and benchmark.batch_size ≥ 1"),
+        (b.hit_tolerance_s >= 0, "benchmark.hit_tolerance_s must be ≥ 0 (seconds)"),
+        (all(0 < x <= 1 for x in b.iou_thresholds), "benchmark.iou_thresholds must be numbers in (0, 1]"),
     ]
     for ok, msg in checks:
         if not ok:
@@ -363,14 +377,33 @@ def validate(cfg: Config) -> None:
             parse_rand_augment(t.rand_augment)
         except ValueError as e:
             raise ConfigError(str(e)) from None
-    for what, mapping in (("benchmark.thresholds", b.thresholds), ("benchmark.min_bout", b.min_bout)):
-        for name in mapping:
-            if name not in d.labels:
-                raise ConfigError(f"{what} names class {name!r}, which is not in data.labels {d.labels}")
+    for what in PINNED_RULES.values():
+        mapping = getattr(b, what)
+        for name, value in mapping.items():
+            if name not in d.labels[1:]:
+                raise ConfigError(f"benchmark.{what} names class {name!r}, which is not an action class of "
+                                  f"data.labels {d.labels}")
+            ok = 0 <= value <= 1 if what == "thresholds" else value >= 0
+            if not ok:
+                raise ConfigError(f"benchmark.{what}.{name}={value}: "
+                                  + ("a threshold must be in [0, 1]" if what == "thresholds" else "seconds must be ≥ 0"))
     if d.tag_map:
         for prefix, cls in d.tag_map.items():
             if cls not in d.labels:
                 raise ConfigError(f"data.tag_map maps {prefix!r} to {cls!r}, which is not in data.labels {d.labels}")
+
+
+PINNED_RULES = {"threshold": "thresholds", "smooth_s": "smooth_s", "min_duration_s": "min_duration_s",
+                "merge_gap_s": "merge_gap_s"}  # post-processing rule key -> benchmark config field
+
+
+def pinned_rules(cfg: Config) -> dict[str, dict[str, float]]:
+    """Post-processing values fixed by configuration: class -> {rule key: value}."""
+    out: dict[str, dict[str, float]] = {}
+    for key, what in PINNED_RULES.items():
+        for name, value in getattr(cfg.benchmark, what).items():
+            out.setdefault(name, {})[key] = float(value)
+    return out
 
 
 def window_span(cfg: Config) -> int:

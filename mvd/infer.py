@@ -6,22 +6,30 @@ last window is aligned to the video's end. The video streams through once
 exactly the frames it samples (then squared, padded, clipped, resized) as soon as its last
 frame is decoded, and windows are batched through the model. A frame's class probabilities are the mean of the softmax of
 every window whose span covers it.
+
+:func:`label_video` is the inference contract: the window, stride, crop pad and batch size of a
+model card's ``inference`` section (:class:`mvd.card.InferenceSpec`), then its post-processor
+(:class:`mvd.postprocess.PostProcess`). The benchmark, calibration and ``mar predict`` call it
+and nothing else, so a promoted model labels new videos exactly as it was benchmarked.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 import torch.nn as nn
 from tqdm import tqdm
 
+from .card import InferenceSpec
 from .clips import sliding_windows
 from .extract import stream_windows
+from .postprocess import Processed
 from .transforms import to_model_input
-from .video import VideoReadError, probe
+from .video import VideoInfo, VideoReadError, probe
 
 
 
@@ -102,3 +110,19 @@ def predict_video(
     if missing.any():
         raise VideoReadError(f"{video}: {int(missing.sum())} frames not covered by any window (decode stopped early)")
     return (sums / counts[:, None]).astype(np.float32)
+
+
+class Labelled(NamedTuple):
+    info: VideoInfo
+    probs: np.ndarray  # (N, C) float32 per-frame class probabilities
+    result: Processed  # final per-frame labels and bouts
+
+
+def label_video(model: nn.Module, spec: InferenceSpec, video: str | Path, boxes: np.ndarray | None, *,
+                device: torch.device | str = "cpu", amp: bool = True, progress: bool = False) -> Labelled:
+    """Probabilities, final labels and bouts of one video under a model's inference contract."""
+    info = probe(video)
+    probs = predict_video(model, video, boxes, num_frames=spec.num_frames, sampling_rate=spec.sampling_rate,
+                          input_size=spec.img_size, num_classes=len(spec.postprocess.labels), stride=spec.stride,
+                          pad=spec.crop_pad, batch_size=spec.batch_size, device=device, amp=amp, progress=progress)
+    return Labelled(info, probs, spec.postprocess.apply(probs, info.fps))

@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from mvd.bouts import Bout, apply_min_bout, bouts_from_labels, labels_from_probs
+from mvd.bouts import Bout, bouts_from_labels
+from mvd.postprocess import PostProcess
 
 __all__ = [
     "metric_key",
@@ -37,6 +38,8 @@ __all__ = [
     "frame_metrics",
     "event_metrics",
     "count_metrics",
+    "agreement",
+    "bout_row",
     "evaluate",
 ]
 
@@ -404,6 +407,45 @@ def event_metrics(
 # --------------------------------------------------------------------------- counts
 
 
+def agreement(true: Sequence[float], pred: Sequence[float]) -> dict[str, float | int | None]:
+    """Agreement of per-video predicted with true values, as count-validation papers report it.
+
+    ``pearson_r``; ``icc`` = ICC(A,1), two-way random effects, absolute agreement, single rater
+    (McGraw & Wong 1996); Bland–Altman ``bias`` (mean of pred − true) and 95% limits of
+    agreement ``loa_low``/``loa_high`` (bias ∓ 1.96 SD of the differences). ``None`` where
+    undefined (fewer than 2 videos, or no variance).
+    """
+    t = np.asarray(true, dtype=np.float64)
+    p = np.asarray(pred, dtype=np.float64)
+    if t.shape != p.shape or t.ndim != 1:
+        raise ValueError(f"true and pred must be 1-D of the same length, got {t.shape} and {p.shape}")
+    n = t.size
+    out: dict[str, float | int | None] = {"n": int(n), "pearson_r": None, "icc": None, "bias": None,
+                                          "loa_low": None, "loa_high": None}
+    if n == 0:
+        return out
+    d = p - t
+    out["bias"] = float(d.mean())
+    if n < 2:
+        return out
+    sd = float(d.std(ddof=1))
+    out["loa_low"], out["loa_high"] = out["bias"] - 1.96 * sd, out["bias"] + 1.96 * sd
+    if t.std() > 0 and p.std() > 0:
+        out["pearson_r"] = float(np.corrcoef(t, p)[0, 1])
+    x = np.stack([t, p], axis=1)  # n subjects × k=2 raters
+    k = 2
+    grand = x.mean()
+    ms_r = k * float(((x.mean(axis=1) - grand) ** 2).sum()) / (n - 1)
+    ms_c = n * float(((x.mean(axis=0) - grand) ** 2).sum()) / (k - 1)
+    sse = float(((x - x.mean(axis=1, keepdims=True) - x.mean(axis=0, keepdims=True) + grand) ** 2).sum())
+    ms_e = sse / ((n - 1) * (k - 1))
+    den = ms_r + (k - 1) * ms_e + k * (ms_c - ms_e) / n
+    if den > 0:
+        out["icc"] = float((ms_r - ms_e) / den)
+    return out
+
+
+
 def count_metrics(
     true_bouts: Sequence[Sequence[Bout]],
     pred_bouts: Sequence[Sequence[Bout]],
@@ -420,7 +462,10 @@ def count_metrics(
     count_rel_error (abs / true; None when true_count == 0)}}}] and ``per_class``
     {name: {true_count, pred_count, true_duration_s, pred_duration_s (totals),
     count_mae (mean count_abs_error over videos), count_mean_rel_error (mean over videos
-    with true_count > 0, else None), total_count_abs_error (|total pred - total true|)}}.
+    with true_count > 0, else None), total_count_abs_error (|total pred - total true|),
+    count_total_error (that over total true; None without true events), duration_total_error
+    (likewise for total duration), count_agreement / duration_agreement (:func:`agreement` of
+    the per-video values)}}.
     """
     names = _check_labels(labels, idle)
     n = len(true_bouts)
@@ -465,6 +510,11 @@ def count_metrics(
             "count_mae": float(np.mean([r["count_abs_error"] for r in rows])) if rows else None,
             "count_mean_rel_error": float(np.mean(rel)) if rel else None,
             "total_count_abs_error": abs(pc - tc),
+            "count_total_error": abs(pc - tc) / tc if tc else None,
+            "duration_total_error": (abs(sum(r["pred_duration_s"] for r in rows) - sum(r["true_duration_s"] for r in rows))
+                                     / sum(r["true_duration_s"] for r in rows)) if tc else None,
+            "count_agreement": agreement([r["true_count"] for r in rows], [r["pred_count"] for r in rows]),
+            "duration_agreement": agreement([r["true_duration_s"] for r in rows], [r["pred_duration_s"] for r in rows]),
         }
     return {
         "labels": names,
@@ -477,27 +527,8 @@ def count_metrics(
 # --------------------------------------------------------------------------- all
 
 
-def _class_keyed(
-    mapping: Mapping[int | str, Any] | None, names: list[str], what: str
-) -> dict[int, Any] | None:
-    """Map {class index or class name: value} to {class index: value}."""
-    if mapping is None:
-        return None
-    out = {}
-    for key, value in mapping.items():
-        if isinstance(key, str) and not key.lstrip("-").isdigit():
-            if key not in names:
-                raise ValueError(f"{what}: unknown class name {key!r}; classes are {names}")
-            out[names.index(key)] = value
-        else:
-            idx = int(key)
-            if not 0 <= idx < len(names):
-                raise ValueError(f"{what}: class index {idx} outside 0..{len(names) - 1}")
-            out[idx] = value
-    return out
-
-
-def _bout_dict(b: Bout, names: list[str], fps: float) -> dict[str, Any]:
+def bout_row(b: Bout, names: list[str], fps: float) -> dict[str, Any]:
+    """A bout as a plain dict: label index and name, inclusive frames, start/end seconds, score."""
     return {
         "label": int(b.label),
         "name": names[b.label],
@@ -516,8 +547,7 @@ def evaluate(
     fps: Sequence[float] | float,
     video_names: Sequence[str],
     *,
-    thresholds: Mapping[int | str, float] | None = None,
-    min_bout: Mapping[int | str, int] | int | None = None,
+    post: PostProcess | None = None,
     idle: int | None = 0,
     iou_thresholds: Sequence[float] = (0.3, 0.5, 0.7),
     hit_tolerance_s: float = 0.5,
@@ -525,16 +555,16 @@ def evaluate(
 ) -> dict[str, Any]:
     """Full benchmark of per-frame class probabilities against per-frame truth.
 
-    Predicted labels = argmax with per-class ``thresholds`` (below -> idle), then
-    bouts shorter than ``min_bout`` frames -> idle; both keyed by class index or name.
-    True bouts are runs of ``y_true`` unless ``true_bouts`` is given (keeps touching
-    annotated events of one class apart). Predicted bouts are scored by their mean prob.
+    Predicted labels and bouts come from ``post`` (:class:`mvd.postprocess.PostProcess`, the one
+    post-processor; default rules when None). True bouts are runs of ``y_true`` unless
+    ``true_bouts`` is given (keeps touching annotated events of one class apart). Predicted bouts
+    are scored by their mean probability.
 
-    Returns ``labels``, ``video_names``, ``postprocess``, ``frame`` (:func:`frame_metrics`),
-    ``events`` (:func:`event_metrics`), ``counts`` (:func:`count_metrics`), ``summary``
-    (flat {metric key: float} of headline scalars; undefined values are left out),
-    ``pred_labels`` (per video list of int labels) and ``pred_bouts`` (per video list of
-    {label, name, start, end, start_s, end_s, score}).
+    Returns ``labels``, ``video_names``, ``postprocess`` (the rules used), ``frame``
+    (:func:`frame_metrics`), ``events`` (:func:`event_metrics`), ``counts``
+    (:func:`count_metrics`), ``summary`` (flat {metric key: float} of headline scalars;
+    undefined values are left out), ``pred_labels`` (per video list of int labels) and
+    ``pred_bouts`` (per video list of {label, name, start, end, start_s, end_s, score}).
     """
     names = _check_labels(labels, idle)
     n = len(y_true)
@@ -545,12 +575,10 @@ def evaluate(
     keys = [metric_key(x) for x in names]
     if len(set(keys)) != len(keys):
         raise ValueError(f"class names {names} collide as metric keys {keys}; rename a class")
-    thr = _class_keyed(thresholds, names, "thresholds")
-    mins = min_bout if isinstance(min_bout, (int, np.integer)) or min_bout is None else \
-        _class_keyed(min_bout, names, "min_bout")
-    if idle is None and (thr or mins):
-        raise ValueError("thresholds / min_bout relabel frames to idle; they need idle set")
-    background = 0 if idle is None else idle
+    if post is None:
+        post = PostProcess.default(names, 0 if idle is None else idle)
+    if post.labels != names:
+        raise ValueError(f"post-processing is for classes {post.labels}, the benchmark for {names}")
     actions = _action_classes(len(names), idle)
     if true_bouts is not None and len(true_bouts) != n:
         raise ValueError(f"true_bouts has {len(true_bouts)} videos for {n} videos")
@@ -562,13 +590,11 @@ def evaluate(
         if p.ndim != 2 or p.shape != (t.size, len(names)):
             raise ValueError(f"video {vids[v]!r}: probs shape {p.shape} does not match "
                              f"({t.size} frames, {len(names)} classes)")
-        pred = labels_from_probs(p, thresholds=thr, background=background)
-        if mins is not None:
-            pred = apply_min_bout(pred, mins, background=background)
-        y_pred.append(pred)
+        out = post.apply(p, fps_l[v])
+        y_pred.append(out.labels)
         t_bouts.append(true_bouts[v] if true_bouts is not None
                        else bouts_from_labels(t, include=actions))
-        p_bouts.append(bouts_from_labels(pred, p, include=actions))
+        p_bouts.append([b for b in out.bouts if b.label in actions])
 
     frame = frame_metrics(y_true, y_pred, names, idle=idle)
     events = event_metrics(t_bouts, p_bouts, names, fps_l, iou_thresholds=iou_thresholds,
@@ -584,31 +610,38 @@ def evaluate(
     put("frame_macro_f1", frame["macro"]["f1"])
     put("frame_weighted_f1", frame["weighted"]["f1"])
     put("frame_accuracy", frame["accuracy"])
+    put("event_hit_macro_f1", events["macro"]["hit"]["f1"])
     for k in range(len(names)):
         put(f"frame_f1/{keys[k]}", frame["per_class"][names[k]]["f1"])
     for k in actions:
         ev = events["per_class"][names[k]]
+        put(f"frame_precision/{keys[k]}", frame["per_class"][names[k]]["precision"])
+        put(f"frame_recall/{keys[k]}", frame["per_class"][names[k]]["recall"])
         put(f"event_hit_recall/{keys[k]}", ev["hit"]["recall"])
         put(f"event_hit_precision/{keys[k]}", ev["hit"]["precision"])
         put(f"event_hit_f1/{keys[k]}", ev["hit"]["f1"])
         for crit in events["criteria"][:-1]:
             put(f"event_{crit.replace('@', '')}_f1/{keys[k]}", ev[crit]["f1"])
-        put(f"count_mae/{keys[k]}", counts["per_class"][names[k]]["count_mae"])
+        c = counts["per_class"][names[k]]
+        put(f"count_mae/{keys[k]}", c["count_mae"])
+        put(f"count_total_error/{keys[k]}", c["count_total_error"])
+        put(f"count_true/{keys[k]}", c["true_count"])
+        put(f"count_pred/{keys[k]}", c["pred_count"])
+        put(f"count_icc/{keys[k]}", c["count_agreement"]["icc"])
+        put(f"count_pearson_r/{keys[k]}", c["count_agreement"]["pearson_r"])
+        put(f"count_bias/{keys[k]}", c["count_agreement"]["bias"])
+        put(f"duration_total_error/{keys[k]}", c["duration_total_error"])
 
     return {
         "labels": names,
         "video_names": vids,
-        "postprocess": {
-            "thresholds": None if thr is None else {names[c]: float(x) for c, x in thr.items()},
-            "min_bout": (None if mins is None else int(mins) if not isinstance(mins, dict)
-                         else {names[c]: int(x) for c, x in mins.items()}),
-        },
+        "postprocess": post.to_dict(),
         "frame": frame,
         "events": events,
         "counts": counts,
         "summary": summary,
         "pred_labels": [p.tolist() for p in y_pred],
-        "pred_bouts": [[_bout_dict(b, names, fps_l[v]) for b in p_bouts[v]] for v in range(n)],
+        "pred_bouts": [[bout_row(b, names, fps_l[v]) for b in p_bouts[v]] for v in range(n)],
     }
 
 

@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader, WeightedRandomSampler
 from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
+from .card import spec_from_config
 from .config import Config
 from .dataset import ClipDataset, balanced_weights, stratified_split
 from .metrics import frame_metrics
@@ -141,6 +142,7 @@ def model_card(cfg: Config, labels: list[str], data_version: str, extra: dict[st
             "crop_pad": cfg.data.pad_infer,
         },
         "model_kwargs": {"drop_path_rate": m.drop_path, "subtract_temporal_mean": m.subtract_temporal_mean},
+        "inference": spec_from_config(cfg, list(labels)).to_dict(),
         "train_config": cfg.to_dict(),
         "data_version": data_version,
         **(extra or {}),
@@ -226,8 +228,16 @@ def train(
     all_labels = [c["label"] for c in reader.clips]
     if len(all_labels) == 0:
         raise ValueError(f"no training clips in {shards_dir}")
-    groups = [c.get("clip", i) for i, c in enumerate(reader.clips)]
-    tr_pos, va_pos = stratified_split(all_labels, t.val_ratio, t.seed, groups)
+    splits = [c.get("split", "train") for c in reader.clips]
+    if "val" in splits:  # clips of whole validation videos held out at ingest
+        tr_pos = [i for i, s in enumerate(splits) if s != "val"]
+        va_pos = [i for i, s in enumerate(splits) if s == "val"]
+        all_labels = [all_labels[i] for i in tr_pos]
+        if not tr_pos:
+            raise ValueError(f"every clip in {shards_dir} belongs to a validation video; lower data.val_ratio")
+    else:  # no validation video: hold out whole clips of the training videos
+        groups = [c.get("clip", i) for i, c in enumerate(reader.clips)]
+        tr_pos, va_pos = stratified_split(all_labels, t.val_ratio, t.seed, groups)
     m = cfg.model
     train_ds, val_ds = ClipDataset(reader, tr_pos), ClipDataset(reader, va_pos)
     # clips travel to the device as uint8; conversion and augmentation run there, batch-wise

@@ -101,6 +101,10 @@ def validate_card(card: Mapping[str, Any], source: str = "model card") -> None:
             raise ValueError(f"{source}: {key!r} must be a mapping, got {type(card[key]).__name__}")
     if not isinstance(card["data_version"], str):
         raise ValueError(f"{source}: data_version must be a string, got {card['data_version']!r}")
+    if card.get("inference") is not None:
+        from .card import validate_inference
+
+        validate_inference(card["inference"], list(labels or []), source)
 
 
 def save_model(model: VisionTransformer, out_dir: str | os.PathLike[str], card: Mapping[str, Any]) -> Path:

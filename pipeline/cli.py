@@ -45,8 +45,18 @@ def _print_summary(summary: dict, as_json: bool) -> None:
     for name, pc in m["per_class"].items():
         f1 = "n/a" if pc["f1"] is None else f"{pc['f1']:.3f}"
         print(f"  {name:>20}: F1 {f1}  support {pc['support']}")
-    if m.get("twitch_event_recall") is not None:
-        print(f"  twitch event recall: {m['twitch_event_recall']:.3f}")
+    for name, ev in m.get("events", {}).items():
+        hit = ev.get("hit", {})
+        if hit.get("f1") is not None:
+            print(f"  {name:>20}: events (hit rule) precision {hit['precision']:.3f} recall {hit['recall']:.3f} "
+                  f"F1 {hit['f1']:.3f}")
+    for name, c in m.get("counts", {}).items():
+        err = "n/a" if c.get("count_total_error") is None else f"{100 * c['count_total_error']:.1f}%"
+        mae = "n/a" if c.get("count_mae") is None else f"{c['count_mae']:.2f}"
+        print(f"  {name:>20}: {c['pred_count']} bouts predicted / {c['true_count']} true "
+              f"(total error {err}, per-video MAE {mae})")
+    for f in m.get("failures", []):
+        print(f"  not scored: {f['video']}: {f['reason']}")
     print(f"  model: {summary['model_name']} version {summary['model_version']} "
           f"({'champion' if summary['promoted'] else 'candidate'}: {summary['promotion_reason']})")
     print(f"  report: {summary['artifacts']['report']}")
@@ -200,9 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="model directory, models:/<name>@<alias>, models:/<name>/<version> or <name>@<alias>")
     p.add_argument("--out", required=True)
     p.add_argument("--tracking-uri", default="", help="MLflow tracking URI for models:/ references")
-    p.add_argument("--detector", default="background")
-    p.add_argument("--stride", type=int, default=0, help="window stride in frames (0 = half the window span)")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--detector", default=None,
+                   help="mouse detector (default: the one the model was trained with, from its card)")
+    p.add_argument("--stride", type=int, default=None,
+                   help="window stride in frames (default: the model card's, as benchmarked; another stride "
+                        "gives other labels than the benchmark's)")
+    p.add_argument("--batch-size", type=int, default=None, help="windows per batch (default: the model card's)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("import-checkpoint", help="convert an official MVD checkpoint to safetensors + model card")

@@ -170,7 +170,8 @@ def mar_pipeline(
         crop = bbox_crop_op(config_json=config_json, manifest=ingest.outputs["manifest"]).set_display_name("bbox-crop")
         _resources(crop, "2", "4G")
         train = train_op(
-            config_json=config_json, crops=crop.outputs["crops"], tracking_uri=tracking_uri, experiment=experiment,
+            config_json=config_json, crops=crop.outputs["crops"], manifest=ingest.outputs["manifest"],
+            tracking_uri=tracking_uri, experiment=experiment,
             run_name=run_name, artifact_root=artifact_root, kfp_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
         ).set_display_name("train")
         _resources(train, "4", "16G")

@@ -181,7 +181,7 @@ def test_invalid_cron_is_explained(expr, says):
 
 # ----------------------------------------------------------------------------- check-data
 def _manifest(directory, sha: str):
-    from components.manifest import Interval, Manifest, VideoRecord
+    from mvd.manifest import Interval, Manifest, VideoRecord
 
     v = VideoRecord(id="ds/a.mp4", dataset="ds", name="a.mp4", source="a.mp4", file="videos/a.mp4", sha256=sha,
                     fps=30.0, num_frames=100, width=64, height=48, split="train",

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from components.ingest import IngestError, run_ingest, split_videos, tag_to_class
-from components.manifest import ManifestError, read_manifest
+from mvd.manifest import ManifestError, read_manifest
 from mvd.config import build_config
 
 LABELS = ["idle", "Self-Grooming", "Head/Body TWITCH"]
@@ -238,10 +238,12 @@ def test_training_data_shape_ingest(tmp_path):
         ("Self-Grooming", 10, 40), ("Head/Body TWITCH", 60, 62)]
     reasons = {d["video"]: d["reason"] for d in report["decisions"] if d["video"]}
     assert "rearing" in reasons["train/rearing/r1.mp4"] and "no action tag" in reasons["test/untagged.mp4"]
-    assert report["split"] == {"train": 4, "test": 2}
+    assert report["split"] == {"train": 4, "val": 0, "test": 2}
+    assert any(d["decision"] == "no_val" for d in report["decisions"])
 
     # bbox-crop cuts idle windows from the explicitly idle clip, positives from the class clips
-    from components.bbox_crop import plan_clips, run_bbox_crop
+    from components.bbox_crop import run_bbox_crop
+    from mvd.clips import plan_clips
     from mvd.shards import ShardReader
 
     plans = plan_clips(read_manifest(tmp_path / "out"), cfg)

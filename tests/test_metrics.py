@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from mvd.bouts import Bout
+from mvd.postprocess import ClassRule, PostProcess
 from mvd.metrics import (
     average_precision,
     count_metrics,
@@ -23,6 +24,7 @@ from mvd.metrics import (
 
 LABELS = ["idle", "Self-Grooming", "Head/Body TWITCH"]
 IDLE, GROOM, TWITCH = 0, 1, 2
+GROOM_NAME = LABELS[GROOM]
 
 
 def _assert_plain_json(obj, path="result"):
@@ -476,11 +478,12 @@ def test_evaluate_without_postprocessing():
     assert tw[1]["name"] == "Head/Body TWITCH"
 
 
-def test_evaluate_with_thresholds_and_min_bout():
+def test_evaluate_with_postprocess_rules():
     y, p = _eval_case()
-    # twitch needs .6 (drops the .55 frame); groom bouts need 3 frames (drops frame 18)
-    r = evaluate([y], [p], LABELS, 10.0, ["v1.mp4"],
-                 thresholds={"Head/Body TWITCH": 0.6}, min_bout={GROOM: 3})
+    # twitch needs .6 (drops the .55 frame); groom bouts need 0.3 s = 3 frames at 10 fps (drops frame 18)
+    post = PostProcess(LABELS, {"Head/Body TWITCH": ClassRule(threshold=0.6),
+                                GROOM_NAME: ClassRule(threshold=0.5, min_duration_s=0.3)})
+    r = evaluate([y], [p], LABELS, 10.0, ["v1.mp4"], post=post)
     assert r["pred_labels"] == [y.tolist()]
     s = r["summary"]
     assert s["frame_macro_f1"] == 1.0
@@ -489,8 +492,10 @@ def test_evaluate_with_thresholds_and_min_bout():
         assert s[f"event_hit_f1/{name}"] == 1.0
         assert s[f"event_iou0.7_f1/{name}"] == 1.0
         assert s[f"count_mae/{name}"] == 0.0
-    assert r["postprocess"] == {"thresholds": {"Head/Body TWITCH": 0.6},
-                                "min_bout": {"Self-Grooming": 3}}
+        assert s[f"count_total_error/{name}"] == 0.0
+    rules = r["postprocess"]["classes"]
+    assert rules["Head/Body TWITCH"]["threshold"] == 0.6
+    assert rules[GROOM_NAME]["min_duration_s"] == 0.3
     _assert_plain_json(r)
 
 
@@ -529,8 +534,10 @@ def test_evaluate_errors():
     y, p = _eval_case()
     with pytest.raises(ValueError, match="v1.mp4"):
         evaluate([y], [p[:-1]], LABELS, 10.0, ["v1.mp4"])
-    with pytest.raises(ValueError, match="unknown class name"):
-        evaluate([y], [p], LABELS, 10.0, ["v1"], thresholds={"twitch": 0.5})
+    with pytest.raises(ValueError, match="not in the label map"):
+        evaluate([y], [p], LABELS, 10.0, ["v1"], post=PostProcess(LABELS, {"twitch": ClassRule()}))
+    with pytest.raises(ValueError, match="post-processing is for classes"):
+        evaluate([y], [p], LABELS, 10.0, ["v1"], post=PostProcess.default(["idle", "a", "b"]))
     with pytest.raises(ValueError, match="collide"):
         evaluate([y], [p], ["idle", "a/b", "a-b"], 10.0, ["v1"])
 

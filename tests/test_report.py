@@ -162,12 +162,15 @@ def test_report_html(tmp_path):
                 str(e["num_true"]), str(e["num_pred"]), str(m["tp"]), str(m["fp"]), str(m["fn"]),
                 _f3(m["precision"]), _f3(m["recall"]), _f3(m["f1"]), _f3(m["ap"])]
 
-    # headline: macro F1 and per-class hit recall/precision
+    # headline: macro F1; per class the counts first, then hit precision/recall/F1 and frame F1
     assert _f3(frame["macro"]["f1"]) in text
     for name in LABELS[1:]:
         hit = result["events"]["per_class"][name]["hit"]
-        assert _row_by_head(tables["headline-table"], name)[:2] == [
-            _f3(hit["recall"]), _f3(hit["precision"])]
+        cnt = result["counts"]["per_class"][name]
+        row = _row_by_head(tables["headline-table"], name)
+        assert row[:2] == [str(cnt["true_count"]), str(cnt["pred_count"])]
+        assert row[7:11] == [_f3(hit["precision"]), _f3(hit["recall"]), _f3(hit["f1"]),
+                             _f3(frame["per_class"][name]["f1"])]
 
     # counts per video and class
     count_rows = [r for r in tables["count-table"][1:]]
@@ -177,8 +180,9 @@ def test_report_html(tmp_path):
             assert [name, str(d["true_count"]), str(d["pred_count"]),
                     f"{d['count_error']:+d}"] in [r[:4] for r in flat]
 
-    # images: one per video + the confusion matrix, all inline PNG
-    assert text.count(IMG_PREFIX) == len(result["video_names"]) + 1
+    # images: one per video, the confusion matrix and one count-agreement figure per action class, all inline PNG
+    assert text.count(IMG_PREFIX) == len(result["video_names"]) + 1 + len(LABELS) - 1
+    assert "count agreement of Head/Body TWITCH" in text
     for data in re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', text):
         assert base64.b64decode(data)[:8] == PNG_MAGIC
     assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", text, re.I)

@@ -1,0 +1,174 @@
+"""Fit the post-processing rules of each action class on held-out validation videos.
+
+After training, the sliding window labels whole validation videos (never test videos); for
+every action class a small grid of rules (:class:`mvd.postprocess.ClassRule`: threshold,
+smoothing, gap filling, minimum duration) is tried on those videos, and the rule with the best
+event F1 under the hit rule wins, count error (|Σpred − Σtrue| / Σtrue) breaking ties, then
+frame F1. The grid is drawn from the class's own annotated bouts on the validation videos
+(short-end bout duration, typical gap), so the same code fits twitches of 0.1 s and grooming
+bouts of minutes, at any frame rate. Values pinned in the configuration are kept as given and
+the rest are fitted around them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .bouts import Bout
+from .metrics import match_hit
+from .postprocess import ClassRule, PostProcess, drop_short, fill_gaps, runs, seconds_to_frames, smooth
+
+__all__ = ["ValVideo", "fit_postprocess", "MIN_EVENTS"]
+
+logger = logging.getLogger(__name__)
+
+MIN_EVENTS = 3  # fewer annotated events of a class on the validation videos: keep its default rule
+THRESHOLDS = tuple(round(float(x), 2) for x in np.arange(0.05, 0.96, 0.05))
+SMOOTH_FRACTIONS = (0.0, 0.25, 0.5, 1.0)  # × median bout duration
+MIN_DURATION_FRACTIONS = (0.0, 0.2, 0.35, 0.5, 0.75, 1.0)  # × short-end (10th percentile) bout duration
+GAP_FRACTIONS = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)  # × min(median bout duration, short-end gap)
+RULE_KEYS = ("threshold", "smooth_s", "min_duration_s", "merge_gap_s")
+
+
+@dataclass
+class ValVideo:
+    """One validation video: per-frame probabilities, its annotated bouts, its frame rate."""
+
+    name: str
+    probs: np.ndarray  # (N, C)
+    truth: list[Bout]  # annotated bouts of the action classes, inclusive
+    fps: float
+
+
+def _grid_seconds(fractions: Sequence[float], ref_s: float, fps: float) -> list[float]:
+    """Distinct durations (in seconds, whole frames at ``fps``) for ``fractions`` of ``ref_s``."""
+    frames = sorted({seconds_to_frames(f * ref_s, fps) for f in fractions})
+    return [f / fps for f in frames]
+
+
+def _score_class(videos: Sequence[ValVideo], k: int, rule: ClassRule, tol_s: float,
+                 cache: dict) -> tuple[float, float, float, int, int, int]:
+    """(hit F1, count error, frame F1, tp, num_pred, num_true) of ``rule`` for class ``k``."""
+    tp = n_pred = n_true = 0
+    f_tp = f_pred = f_true = 0
+    for v, vid in enumerate(videos):
+        fps = vid.fps
+        key = (v, seconds_to_frames(rule.smooth_s, fps) | 1)
+        if key not in cache:
+            cache[key] = (smooth(vid.probs[:, k], key[1]), np.concatenate(([0.0], np.cumsum(vid.probs[:, k]))))
+        ps, csum = cache[key]
+        s, e = runs(ps >= rule.threshold)
+        s, e = fill_gaps(s, e, seconds_to_frames(rule.merge_gap_s, fps))
+        s, e = drop_short(s, e, seconds_to_frames(rule.min_duration_s, fps))
+        truths = [b for b in vid.truth if b.label == k]
+        preds = [Bout(k, int(a), int(b), float((csum[b + 1] - csum[a]) / (b - a + 1))) for a, b in zip(s, e)]
+        hits = match_hit(preds, truths, tol_s * fps)
+        tp += sum(hits)
+        n_pred += len(preds)
+        n_true += len(truths)
+        # frame overlap of predicted runs with annotated runs
+        n = len(ps)
+        pm = np.zeros(n + 1, np.int64)
+        np.add.at(pm, s, 1)
+        np.add.at(pm, e + 1, -1)
+        tm = np.zeros(n + 1, np.int64)
+        for b in truths:
+            tm[b.start] += 1
+            tm[min(b.end, n - 1) + 1] -= 1
+        pmask, tmask = np.cumsum(pm)[:n] > 0, np.cumsum(tm)[:n] > 0
+        f_tp += int(np.count_nonzero(pmask & tmask))
+        f_pred += int(pmask.sum())
+        f_true += int(tmask.sum())
+    f1 = 2 * tp / (n_pred + n_true) if n_pred + n_true else 0.0
+    count_err = abs(n_pred - n_true) / n_true if n_true else float(n_pred)
+    frame_f1 = 2 * f_tp / (f_pred + f_true) if f_pred + f_true else 0.0
+    return f1, count_err, frame_f1, tp, n_pred, n_true
+
+
+def _robust_best(scores: Mapping[ClassRule, tuple[float, float, float]]) -> ClassRule:
+    """The best-scoring rule; among ties, the middle threshold of the widest plateau (the
+    smoothing / gap / duration setting for which most thresholds score best), so the rule is not
+    fitted to the edge of what worked on the validation videos."""
+    top = max(scores.values())
+    plateaus: dict[tuple[float, float, float], list[float]] = {}
+    for r, sc in scores.items():
+        if sc == top:
+            plateaus.setdefault((r.smooth_s, r.merge_gap_s, r.min_duration_s), []).append(r.threshold)
+    (sm, gap, mn), thrs = max(plateaus.items(), key=lambda kv: (len(kv[1]), -kv[0][0], -kv[0][1], -kv[0][2]))
+    thrs = sorted(thrs)
+    return ClassRule(threshold=thrs[(len(thrs) - 1) // 2], smooth_s=sm, min_duration_s=mn, merge_gap_s=gap)
+
+
+def fit_postprocess(
+    videos: Sequence[ValVideo],
+    labels: Sequence[str],
+    *,
+    idle: int = 0,
+    hit_tolerance_s: float = 0.5,
+    pinned: Mapping[str, Mapping[str, float]] | None = None,
+    min_events: int = MIN_EVENTS,
+) -> tuple[PostProcess, dict[str, Any]]:
+    """Fitted :class:`PostProcess` and a report ``{class: {status, reason?, rule, val figures}}``.
+
+    ``pinned`` maps class -> {rule key: value} fixed by configuration. A class with fewer than
+    ``min_events`` annotated events on the validation videos keeps its default (or pinned) rule,
+    and the report says why.
+    """
+    labels = list(labels)
+    pinned = {c: dict(v) for c, v in (pinned or {}).items()}
+    rules: dict[str, ClassRule] = {}
+    source: dict[str, str] = {}
+    report: dict[str, Any] = {}
+    actions = [(k, n) for k, n in enumerate(labels) if k != idle]
+    for k, name in actions:
+        pin = pinned.get(name, {})
+        base = ClassRule(**{key: float(v) for key, v in pin.items()})
+        truths = [b for v in videos for b in v.truth if b.label == k]
+        if len(truths) < min_events:
+            reason = (f"{len(truths)} annotated {name!r} events on {len(videos)} validation video(s); "
+                      f"at least {min_events} are needed to fit its rule")
+            logger.warning("calibration: keeping the %s rule of %r: %s", "pinned" if pin else "default", name, reason)
+            rules[name] = base
+            source[name] = "config" if pin else "default"
+            report[name] = {"status": "default", "reason": reason, "val_events": len(truths)}
+            continue
+        fps = float(np.median([v.fps for v in videos]))
+        dur = np.array([(b.end - b.start + 1) / v.fps for v in videos for b in v.truth if b.label == k])
+        gaps = []
+        for v in videos:
+            own = sorted((b for b in v.truth if b.label == k), key=lambda b: b.start)
+            gaps += [(b2.start - b1.end - 1) / v.fps for b1, b2 in zip(own, own[1:])]
+        d_med, d_short = float(np.median(dur)), float(np.percentile(dur, 10))
+        g_ref = min(d_med, float(np.percentile(gaps, 10))) if gaps else d_med
+        grid = {
+            "threshold": list(THRESHOLDS),
+            "smooth_s": _grid_seconds(SMOOTH_FRACTIONS, d_med, fps),
+            "min_duration_s": _grid_seconds(MIN_DURATION_FRACTIONS, d_short, fps),
+            "merge_gap_s": _grid_seconds(GAP_FRACTIONS, g_ref, fps),
+        }
+        for key, value in pin.items():
+            grid[key] = [float(value)]
+        cache: dict = {}
+        scores: dict[ClassRule, tuple[float, float, float]] = {}
+        for sm in grid["smooth_s"]:
+            for thr in grid["threshold"]:
+                for gap in grid["merge_gap_s"]:
+                    for mn in grid["min_duration_s"]:
+                        rule = ClassRule(threshold=thr, smooth_s=sm, min_duration_s=mn, merge_gap_s=gap)
+                        f1, cerr, ff1, *_ = _score_class(videos, k, rule, hit_tolerance_s, cache)
+                        scores[rule] = (round(f1, 9), -round(cerr, 9), round(ff1, 9))
+        best = _robust_best(scores)
+        f1, cerr, ff1, tp, n_pred, n_true = _score_class(videos, k, best, hit_tolerance_s, cache)
+        rules[name] = best
+        source[name] = "config" if set(pin) == set(RULE_KEYS) else "fitted"
+        report[name] = {"status": "fitted", "val_events": n_true, "val_pred_events": n_pred, "val_event_hit_f1": f1,
+                        "val_count_total_error": cerr, "val_frame_f1": ff1,
+                        "pinned": sorted(pin), "grid_size": int(np.prod([len(g) for g in grid.values()]))}
+        logger.info("calibration: %s -> %s (validation: hit F1 %.3f, count error %.3f, frame F1 %.3f)",
+                    name, best, f1, cerr, ff1)
+    return PostProcess(labels, rules, idle, "threshold", source), report

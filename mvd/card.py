@@ -1,0 +1,110 @@
+"""The model card's ``inference`` section: how the model labels a video, written when the model is
+made and read by the benchmark and by ``mar predict`` alike, so both run one computation.
+
+::
+
+    "inference": {
+      "window": {"num_frames": 16, "sampling_rate": 2, "stride": 16},
+      "crop_pad": 0.05, "detector": "background", "batch_size": 16,
+      "postprocess": {"decision": "threshold", "idle": "idle",
+                      "classes": {"Head/Body TWITCH": {"threshold": 0.4, "smooth_s": 0.1,
+                                                       "min_duration_s": 0.07, "merge_gap_s": 0.0,
+                                                       "source": "fitted"}, ...}},
+      "calibration": {"status": "fitted", "videos": [...], "per_class": {...}, "metrics": {...}}
+    }
+
+A card without the section (models made before it existed) still works: :func:`inference_spec`
+falls back to the old defaults (half-span stride, argmax labels) and logs a warning naming the
+model.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import Config, pinned_rules, window_span
+from .postprocess import ClassRule, PostProcess
+
+__all__ = ["InferenceSpec", "inference_spec", "spec_from_config", "validate_inference"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class InferenceSpec:
+    num_frames: int
+    sampling_rate: int
+    stride: int
+    img_size: int
+    crop_pad: float
+    detector: str
+    batch_size: int
+    postprocess: PostProcess
+    calibration: dict[str, Any] = field(default_factory=dict)
+    legacy: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"window": {"num_frames": self.num_frames, "sampling_rate": self.sampling_rate, "stride": self.stride},
+                "crop_pad": self.crop_pad, "detector": self.detector, "batch_size": self.batch_size,
+                "postprocess": self.postprocess.to_dict(), "calibration": self.calibration}
+
+
+def validate_inference(section: Any, labels: list[str], source: str = "model card") -> None:
+    """Raise ValueError naming ``source`` and the field at the first problem of an inference section."""
+    where = f"{source}: inference"
+    if not isinstance(section, Mapping):
+        raise ValueError(f"{where} must be a mapping, got {type(section).__name__}")
+    for key in ("window", "crop_pad", "postprocess"):
+        if key not in section:
+            raise ValueError(f"{where} lacks {key!r}")
+    w = section["window"]
+    for key in ("num_frames", "sampling_rate", "stride"):
+        v = w.get(key) if isinstance(w, Mapping) else None
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"{where}.window.{key} must be an integer ≥ 1, got {v!r}")
+    pad = section["crop_pad"]
+    if not isinstance(pad, (int, float)) or not 0 <= pad < 1:
+        raise ValueError(f"{where}.crop_pad must be in [0, 1), got {pad!r}")
+    PostProcess.from_dict(section["postprocess"], labels, where=f"{where}.postprocess")
+
+
+def inference_spec(card: Mapping[str, Any], model: str = "model") -> InferenceSpec:
+    """The card's inference contract; the old defaults (with a warning naming ``model``) when absent."""
+    inp = card["input"]
+    labels = list(card["labels"])
+    sec = card.get("inference")
+    if sec is None:
+        span = inp["num_frames"] * inp["sampling_rate"]
+        logger.warning("%s: the model card has no 'inference' section (made before post-processing was fitted); "
+                       "using the old defaults: stride %d, argmax labels, no minimum bout duration", model,
+                       max(1, span // 2))
+        post = PostProcess.from_dict({"decision": "argmax", "classes": {n: {"threshold": 0.0} for n in labels[1:]}},
+                                     labels)
+        return InferenceSpec(inp["num_frames"], inp["sampling_rate"], max(1, span // 2), inp["img_size"],
+                             float(inp.get("crop_pad", 0.05)), "background", 16, post, {}, legacy=True)
+    validate_inference(sec, labels, model)
+    w = sec["window"]
+    if (w["num_frames"], w["sampling_rate"]) != (inp["num_frames"], inp["sampling_rate"]):
+        raise ValueError(f"{model}: inference.window {w} does not match the model input "
+                         f"({inp['num_frames']} frames, sampling rate {inp['sampling_rate']})")
+    return InferenceSpec(w["num_frames"], w["sampling_rate"], w["stride"], inp["img_size"], float(sec["crop_pad"]),
+                         str(sec.get("detector", "background")), int(sec.get("batch_size", 16)),
+                         PostProcess.from_dict(sec["postprocess"], labels, where=f"{model}: inference.postprocess"),
+                         dict(sec.get("calibration", {})))
+
+
+def spec_from_config(cfg: Config, labels: list[str]) -> InferenceSpec:
+    """The contract a new model starts with: window, stride, crop pad, detector and batch size from
+    the configuration; default post-processing rules, with the values the configuration pins."""
+    rules, source = {}, {}
+    for name, pin in pinned_rules(cfg).items():
+        rules[name] = ClassRule(**pin)
+        source[name] = "config"
+    m = cfg.model
+    return InferenceSpec(m.num_frames, m.sampling_rate, cfg.benchmark.stride or max(1, window_span(cfg) // 2),
+                         m.input_size, cfg.data.pad_infer, cfg.data.detector, cfg.benchmark.batch_size,
+                         PostProcess(list(labels), rules, 0, "threshold", source),
+                         {"status": "not run"})

@@ -1,0 +1,184 @@
+"""The one post-processor: rules in seconds, per class, against independent hand-worked cases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mvd.bouts import Bout, bouts_from_labels
+from mvd.calibrate import ValVideo, fit_postprocess
+from mvd.card import inference_spec, spec_from_config, validate_inference
+from mvd.config import ConfigError, build_config
+from mvd.postprocess import ClassRule, PostProcess, fill_gaps, runs, smooth
+
+LABELS = ["idle", "Self-Grooming", "Head/Body TWITCH"]
+G, T = LABELS[1], LABELS[2]
+
+
+def _probs(n: int, spans: dict[int, list[tuple[int, int, float]]]) -> np.ndarray:
+    """(n, 3) probabilities: idle everywhere, class k at ``p`` over inclusive [s, e]."""
+    p = np.tile([0.9, 0.05, 0.05], (n, 1))
+    for k, items in spans.items():
+        for s, e, v in items:
+            p[s:e + 1] = (1 - v) / 2
+            p[s:e + 1, k] = v
+    return p
+
+
+def test_smooth_matches_a_direct_moving_average():
+    rng = np.random.default_rng(0)
+    x = rng.random(50)
+    for w in (1, 3, 5, 9):
+        half = w // 2
+        direct = np.array([x[max(0, i - half):i + half + 1].mean() for i in range(50)])
+        assert np.allclose(smooth(x, w), direct)
+
+
+@pytest.mark.parametrize("mask, gap, expected", [
+    ([0, 1, 1, 0, 1, 0, 0, 0, 1], 0, [(1, 2), (4, 4), (8, 8)]),
+    ([0, 1, 1, 0, 1, 0, 0, 0, 1], 1, [(1, 4), (8, 8)]),
+    ([0, 1, 1, 0, 1, 0, 0, 0, 1], 3, [(1, 8)]),
+    ([1, 1, 1], 5, [(0, 2)]),
+    ([0, 0], 2, []),
+])
+def test_runs_and_gap_filling(mask, gap, expected):
+    s, e = fill_gaps(*runs(np.array(mask, bool)), gap)
+    assert list(zip(s.tolist(), e.tolist())) == expected
+
+
+def test_rules_are_in_seconds_so_they_carry_across_frame_rates():
+    # a 0.2 s twitch at 10 fps (2 frames) and at 60 fps (12 frames); the rule drops bouts < 0.15 s
+    post = PostProcess(LABELS, {T: ClassRule(threshold=0.5, min_duration_s=0.15)})
+    for fps, frames in ((10, 2), (60, 12)):
+        n = int(3 * fps)
+        p = _probs(n, {2: [(n // 2, n // 2 + frames - 1, 0.8), (5, 5, 0.8)]})  # plus a 1-frame blip
+        out = post.apply(p, fps)
+        assert [(b.label, b.start, b.end) for b in out.bouts] == [(2, n // 2, n // 2 + frames - 1)]
+
+
+def test_threshold_decision_conflicts_and_gap_merge():
+    # groom 0.6 over [10, 29] with a dip to idle at 18-19; twitch 0.7 at 40-41; a weak twitch 0.3 at 50
+    p = _probs(60, {1: [(10, 17, 0.6), (20, 29, 0.6)], 2: [(40, 41, 0.7), (50, 50, 0.3)]})
+    post = PostProcess(LABELS, {G: ClassRule(threshold=0.5, merge_gap_s=0.2),
+                                T: ClassRule(threshold=0.25)}, source={G: "fitted"})
+    out = post.apply(p, 10.0)
+    assert [(b.label, b.start, b.end) for b in out.bouts] == [(1, 10, 29), (2, 40, 41), (2, 50, 50)]
+    # the labels' non-idle runs are exactly the bouts
+    assert [(b.label, b.start, b.end) for b in bouts_from_labels(out.labels, include=[1, 2])] == \
+        [(b.label, b.start, b.end) for b in out.bouts]
+    # when two classes pass their thresholds, the more probable one takes the frame
+    q = np.tile([0.2, 0.35, 0.45], (5, 1))
+    both = PostProcess(LABELS, {G: ClassRule(threshold=0.3), T: ClassRule(threshold=0.3)})
+    assert both.apply(q, 10.0).labels.tolist() == [2] * 5
+
+
+def test_argmax_decision_reproduces_the_old_labels():
+    rng = np.random.default_rng(1)
+    p = rng.dirichlet([1, 1, 1], size=200)
+    legacy = PostProcess.from_dict({"decision": "argmax", "classes": {G: {"threshold": 0.0}, T: {"threshold": 0.0}}},
+                                   LABELS)
+    assert legacy.apply(p, 25.0).labels.tolist() == np.argmax(p, axis=1).tolist()
+
+
+def test_round_trip_and_bad_rules():
+    post = PostProcess(LABELS, {T: ClassRule(threshold=0.3, smooth_s=0.1, min_duration_s=0.05, merge_gap_s=0.0)},
+                       source={T: "fitted"})
+    back = PostProcess.from_dict(post.to_dict(), LABELS)
+    assert back.rules == post.rules and back.source[T] == "fitted" and back.source[G] == "default"
+    with pytest.raises(ValueError, match="threshold"):
+        ClassRule(threshold=1.5)
+    with pytest.raises(ValueError, match="min_duration_s"):
+        ClassRule(min_duration_s=-1)
+    with pytest.raises(ValueError, match="not in the label map"):
+        PostProcess(LABELS, {"rearing": ClassRule()})
+    with pytest.raises(ValueError, match="shape"):
+        post.apply(np.zeros((5, 2)), 10.0)
+    with pytest.raises(ValueError, match="fps"):
+        post.apply(np.zeros((5, 3)), 0.0)
+
+
+# ----------------------------------------------------------------------------- calibration
+
+
+def _val_videos(fps: float, n_videos: int = 4, seed: int = 0) -> list[ValVideo]:
+    """Twitches of ~0.2 s whose probability is noisy and spread; grooming bouts with a dip."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for v in range(n_videos):
+        n = int(40 * fps)
+        p = np.zeros((n, 3))
+        p[:, 0] = 0.85 + 0.05 * rng.random(n)
+        p[:, 1] = 0.05
+        p[:, 2] = 0.1 * rng.random(n)  # background twitch noise up to 0.1
+        truth = []
+        for i in range(6):  # twitches every 5 s
+            s = int((3 + 5 * i) * fps)
+            e = s + max(1, int(0.2 * fps)) - 1
+            truth.append(Bout(2, s, e))
+            p[s:e + 1, 2] = 0.35 + 0.1 * rng.random(e - s + 1)  # never the argmax-beating 0.5
+        gs, ge = int(33 * fps), int(37 * fps)
+        truth.append(Bout(1, gs, ge))
+        p[gs:ge + 1, 1] = 0.7
+        dip = gs + int(1.5 * fps)
+        p[dip:dip + max(1, int(0.1 * fps)), 1] = 0.2  # a short dip splits the bout unless merged
+        p /= p.sum(axis=1, keepdims=True)
+        out.append(ValVideo(f"v{v}", p, sorted(truth, key=lambda b: b.start), fps))
+    return out
+
+
+@pytest.mark.parametrize("fps", [25.0, 60.0])
+def test_calibration_fits_rules_that_count_right(fps):
+    vids = _val_videos(fps)
+    post, report = fit_postprocess(vids, LABELS, hit_tolerance_s=0.5)
+    assert report[T]["status"] == "fitted" and report[G]["status"] == "fitted"
+    assert report[T]["val_event_hit_f1"] == 1.0 and report[T]["val_count_total_error"] == 0.0
+    assert report[G]["val_count_total_error"] == 0.0  # the dip is merged into one bout
+    assert 0.1 < post.rules[T].threshold < 0.35
+    assert post.source[T] == "fitted"
+    # the default rule (threshold 0.5) finds no twitch at all on these videos
+    default = PostProcess.default(LABELS)
+    assert not any(b.label == 2 for v in vids for b in default.apply(v.probs, v.fps).bouts)
+    # the fitted rules, applied by the post-processor, count every video right
+    for v in vids:
+        got = post.apply(v.probs, v.fps).bouts
+        assert sum(b.label == 2 for b in got) == 6 and sum(b.label == 1 for b in got) == 1
+
+
+def test_calibration_keeps_pinned_values_and_defaults_for_rare_classes():
+    vids = _val_videos(25.0)
+    # no grooming in the validation videos: its rule stays default, and the report says why
+    for v in vids:
+        v.truth[:] = [b for b in v.truth if b.label != 1]
+    post, report = fit_postprocess(vids, LABELS, pinned={T: {"min_duration_s": 0.04}, G: {"threshold": 0.6}})
+    assert report[G]["status"] == "default" and "at least" in report[G]["reason"]
+    assert post.rules[G] == ClassRule(threshold=0.6) and post.source[G] == "config"
+    assert post.rules[T].min_duration_s == 0.04 and report[T]["pinned"] == ["min_duration_s"]
+
+
+# ----------------------------------------------------------------------------- the card's contract
+
+
+def test_card_contract_from_config_and_legacy_cards(caplog):
+    cfg = build_config("cpu", overrides={"benchmark.thresholds": f"{{'{T}': 0.4}}", "benchmark.min_duration_s":
+                                         f"{{'{G}': 1.5}}"})
+    spec = spec_from_config(cfg, LABELS)
+    assert spec.stride == cfg.benchmark.stride and spec.crop_pad == cfg.data.pad_infer
+    assert spec.postprocess.rules[T].threshold == 0.4 and spec.postprocess.source[T] == "config"
+    assert spec.postprocess.rules[G].min_duration_s == 1.5
+    card = {"labels": LABELS, "input": {"num_frames": 8, "sampling_rate": 1, "img_size": 32},
+            "inference": spec.to_dict()}
+    validate_inference(card["inference"], LABELS)
+    back = inference_spec(card, "m")
+    assert back.postprocess.rules == spec.postprocess.rules and not back.legacy
+    old = {"labels": LABELS, "input": {"num_frames": 16, "sampling_rate": 2, "img_size": 224, "crop_pad": 0.05}}
+    with caplog.at_level("WARNING"):
+        legacy = inference_spec(old, "models:/mouse@champion")
+    assert legacy.legacy and legacy.stride == 16 and legacy.postprocess.decision == "argmax"
+    assert "models:/mouse@champion" in caplog.text and "no 'inference' section" in caplog.text
+    bad = {**card, "inference": {**card["inference"], "window": {"num_frames": 8, "sampling_rate": 1, "stride": 0}}}
+    with pytest.raises(ValueError, match="window.stride"):
+        inference_spec(bad, "m")
+    with pytest.raises(ConfigError, match="not an action class"):
+        build_config("cpu", overrides={"benchmark.thresholds": "{'idle': 0.4}"})
+    with pytest.raises(ConfigError, match="seconds"):
+        build_config("cpu", overrides={"benchmark.merge_gap_s": f"{{'{G}': -1}}"})

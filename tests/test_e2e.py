@@ -42,9 +42,9 @@ def test_mar_run_json_summary(tiny_project, tmp_path):
     assert len(manifest_files) == 1
     manifest = json.loads(manifest_files[0].read_text())
     tests = [v for v in manifest["videos"] if v["split"] == "test"]
-    assert tests and {v["split"] for v in manifest["videos"]} == {"train", "test"}
+    assert tests and {v["split"] for v in manifest["videos"]} == {"train", "val", "test"}
     for v in tests:
-        rows = list(csv.DictReader(open(Path(summary["artifacts"]["predictions"]) / f"{v['name']}.frames.csv")))
+        rows = list(csv.DictReader(open(Path(summary["artifacts"]["predictions"]) / f"{Path(v['file']).name}.frames.csv")))
         assert len(rows) == v["num_frames"]
         assert {r["label"] for r in rows} <= set(manifest["labels"])
     assert Path(summary["artifacts"]["report"]).read_text().startswith("<!DOCTYPE html>")
@@ -60,13 +60,32 @@ def test_mar_run_json_summary(tiny_project, tmp_path):
     assert "train_loss" in run.data.metrics and "frame_macro_f1" in run.data.metrics
     assert run.data.params["model.arch"] == "vit_tiny"
 
-    # the registered champion predicts through its models:/ URI
-    from components.predict import run_predict
+    # counts are headline figures, per class and per video
+    twitch = m["counts"]["Head/Body TWITCH"]
+    assert {"true_count", "pred_count", "count_total_error", "count_mae", "icc"} <= set(twitch)
+    assert len(m["counts_per_video"]) == len(tests)
+    assert "count_total_error/Head-Body_TWITCH" in run.data.metrics
 
-    video = Path(manifest_files[0].parent) / tests[0]["file"]
-    out = run_predict(f"models:/{summary['model_name']}@champion", [str(video)], tmp_path / "pred",
-                      tracking_uri=summary["mlflow_tracking_uri"])
-    assert list(out["videos"].values())[0]["frames"] == tests[0]["num_frames"]
+    # the model card carries the inference contract, its post-processing fitted (or kept, with the reason)
+    # on the validation video; the figures reached MLflow
+    from components.predict import resolve_model, run_predict
+
+    uri = f"models:/{summary['model_name']}@candidate"
+    card = json.loads((resolve_model(uri, summary["mlflow_tracking_uri"]) / "model_card.json").read_text())
+    calib = card["inference"]["calibration"]
+    assert calib["videos"] == [v["id"] for v in manifest["videos"] if v["split"] == "val"]
+    assert calib["status"] == "fitted" or calib["reason"]
+    assert set(card["inference"]["postprocess"]["classes"]) == {"Self-Grooming", "Head/Body TWITCH"}
+
+    # the registered model labels the test videos exactly as the benchmark did: same frames and bouts CSVs
+    videos = [str(Path(manifest_files[0].parent) / v["file"]) for v in tests]
+    out = run_predict(uri, videos, tmp_path / "pred", tracking_uri=summary["mlflow_tracking_uri"])
+    assert [v["frames"] for v in out["videos"].values()] == [v["num_frames"] for v in tests]
+    bench = Path(summary["artifacts"]["predictions"])
+    for v in tests:
+        for kind in ("frames", "bouts"):
+            name = f"{Path(v['file']).name}.{kind}.csv"
+            assert (tmp_path / "pred" / name).read_bytes() == (bench / name).read_bytes(), name
 
 
 @pytest.mark.s3

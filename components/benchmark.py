@@ -2,6 +2,7 @@
 metrics; per-video predictions (frames/bouts CSV); an HTML report; figures to MLflow."""
 
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -30,9 +31,12 @@ def run_benchmark(
     report_out: str | Path,
     *,
     device: str | None = None,
+    ingest_report: str | Path | None = None,
 ) -> dict[str, Any]:
     """Scores every test video under the model card's inference contract (window, stride, crop pad,
-    post-processing); returns ``evaluate``'s result plus ``overlap_recall`` and ``failures``."""
+    post-processing); returns ``evaluate``'s result plus ``overlap_recall``, ``failures`` (test
+    videos that could not be scored) and ``left_out`` (every video left out by ingest, bbox-crop or
+    the benchmark, with the stage and the reason)."""
     model, card = load_model(model_dir)
     labels = card["labels"]
     spec = inference_spec(card, str(model_dir))
@@ -45,16 +49,18 @@ def run_benchmark(
     tests = manifest.split("test")
     if not tests:
         raise ValueError(f"manifest in {manifest_dir} has no test video; lower data.test_ratio or add videos")
-    scored, failures = score_records(model, spec, manifest_dir, tests, read_crops_index(crops_dir), device=dev,
-                                     amp=cfg.train.amp)
+    index = read_crops_index(crops_dir)
+    scored, failures = score_records(model, spec, manifest_dir, tests, index, device=dev, amp=cfg.train.amp)
     if not scored:
         raise RuntimeError(f"no test video could be scored: {failures}")
+    left_out = left_out_videos(ingest_report, index.failures, failures)
     b = cfg.benchmark
     result = evaluate([s.truth for s in scored], [s.labelled.probs for s in scored], labels,
                       [s.labelled.info.fps for s in scored], [s.name for s in scored], post=spec.postprocess,
                       iou_thresholds=tuple(b.iou_thresholds), hit_tolerance_s=b.hit_tolerance_s,
                       true_bouts=[s.true_bouts for s in scored])
     result["failures"] = failures
+    result["left_out"] = left_out
     result["overlap_recall"] = {
         name: overlap_recall([[(t.start, t.end) for t in s.true_bouts if t.label == k] for s in scored],
                              result["pred_labels"], k)
@@ -77,6 +83,20 @@ def run_benchmark(
     slim = {k: v for k, v in result.items() if k not in ("pred_labels",)}
     write_json(pred_dir / "metrics.json", slim)
     return result
+
+
+def left_out_videos(ingest_report: str | Path | None, crop_failures: list[dict[str, str]],
+                    bench_failures: list[dict[str, str]]) -> list[dict[str, str]]:
+    """Every video a stage left out, as ``{video, stage, reason}``: excluded at ingest (from its
+    report), failed in bbox-crop, or not scorable in the benchmark."""
+    out = []
+    if ingest_report and Path(ingest_report).is_file():
+        for d in json.loads(Path(ingest_report).read_text()).get("decisions", []):
+            if d.get("decision") == "excluded" and d.get("video"):
+                out.append({"video": d["video"], "stage": "ingest", "reason": d["reason"]})
+    out += [{"video": f["video"], "stage": "bbox-crop", "reason": f["reason"]} for f in crop_failures]
+    out += [{"video": f["video"], "stage": "benchmark", "reason": f["reason"]} for f in bench_failures]
+    return out
 
 
 def headline(result: dict[str, Any], labels: list[str]) -> dict[str, Any]:
@@ -105,6 +125,7 @@ def headline(result: dict[str, Any], labels: list[str]) -> dict[str, Any]:
             "per_class": per_class, "twitch_event_recall": twitch_recall, "twitch_event_precision": twitch_precision,
             "event_overlap_recall": result["overlap_recall"], "events": events, "counts": counts,
             "counts_per_video": per_video, "failures": result.get("failures", []),
+            "left_out": result.get("left_out", []),
             "postprocess": result["postprocess"]}
 
 
@@ -123,6 +144,7 @@ if kfp_compile_time():
         model: Input[Model],
         manifest: Input[Dataset],
         crops: Input[Dataset],
+        ingest_report: Input[Artifact],
         tracking_uri: str,
         mlflow_run_id: str,
         metrics: Output[Metrics],
@@ -138,7 +160,8 @@ if kfp_compile_time():
         from mvd.manifest import write_json
 
         cfg = setup(config_json)
-        r = run_benchmark(model.path, manifest.path, crops.path, cfg, predictions.path, report.path)
+        r = run_benchmark(model.path, manifest.path, crops.path, cfg, predictions.path, report.path,
+                          ingest_report=ingest_report.path)
         labels = r["labels"]
         for k, v in r["summary"].items():
             metrics.log_metric(k, float(v))
@@ -148,3 +171,5 @@ if kfp_compile_time():
         tracking.log_metrics(c, mlflow_run_id, r["summary"])
         c.log_artifact(mlflow_run_id, report.path, "benchmark")
         c.log_artifact(mlflow_run_id, str(predictions.path), "benchmark")
+        c.log_dict(mlflow_run_id, r["left_out"], "benchmark/left_out.json")
+        c.set_tag(mlflow_run_id, "videos_left_out", str(len(r["left_out"])))

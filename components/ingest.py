@@ -278,7 +278,7 @@ def _ingest(src: ResolvedSource, cfg: Config, out: Path, report_path: str | Path
             decisions.append({"video": vid, "decision": "excluded", "reason": "duplicate name in the same dataset"})
             continue
         try:
-            info = probe(it.video_path)
+            info = probe(it.video_path, decode=True)
         except VideoReadError as e:
             decisions.append({"video": vid, "decision": "excluded", "reason": f"unreadable video: {e}"})
             continue

@@ -466,7 +466,7 @@ def _postprocess_section(post: Mapping[str, Any]) -> str:
                 "become idle. <i>fitted</i> rules were chosen on the validation videos (never the test "
                 "videos); <i>config</i> values were pinned in the configuration.")
     rows = [_row([_fmt(r.get("threshold"), 2), _fmt(r.get("smooth_s"), 3), _fmt(r.get("min_duration_s"), 3),
-                  _fmt(r.get("merge_gap_s"), 3), _e(r.get("source", ""))], name) for name, r in classes.items()]
+                  _fmt(r.get("merge_gap_s"), 3), r.get("source", "")], name) for name, r in classes.items()]
     table = _table("postprocess-table", ["class", "threshold", "smoothing (s)", "min duration (s)",
                                          "merge gap (s)", "source"], rows, "Post-processing rules")
     return f'<p class="note">{text}</p>' + table
@@ -583,6 +583,14 @@ def _count_section(result: Mapping[str, Any]) -> str:
     return "<h2>Event counts</h2>" + note + "".join(figs) + t1 + t2
 
 
+def _left_out_section(left_out: Sequence[Mapping[str, str]]) -> str:
+    if not left_out:
+        return ""
+    rows = [_row([d["stage"], d["reason"]], d["video"]) for d in left_out]
+    return ("<h2>Videos left out</h2><p class=\"note\">These videos are in the source but in no figure above.</p>"
+            + _table("left-out-table", ["video", "stage", "reason"], rows))
+
+
 def write_report(
     out_html: str | os.PathLike,
     result: dict,
@@ -643,6 +651,7 @@ def write_report(
         _frame_section(result),
         _event_section(result),
         _count_section(result),
+        _left_out_section(result.get("left_out") or []),
         "<h2>Confusion matrix (frames)</h2>",
         '<p class="note">Rows are the annotated class, columns the predicted class; each cell '
         "shows the frame count and its share of the row.</p>",

@@ -15,6 +15,7 @@ and nothing else, so a promoted model labels new videos exactly as it was benchm
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
@@ -30,6 +31,8 @@ from .extract import stream_windows
 from .postprocess import Processed
 from .transforms import to_model_input
 from .video import VideoInfo, VideoReadError, probe
+
+logger = logging.getLogger(__name__)
 
 
 
@@ -67,6 +70,7 @@ def predict_video(
     video: str | Path,
     boxes: np.ndarray | None,
     *,
+    frames: int | None = None,
     num_frames: int,
     sampling_rate: int,
     input_size: int,
@@ -78,12 +82,13 @@ def predict_video(
     amp: bool = True,
     progress: bool = False,
 ) -> np.ndarray:
-    """Per-frame class probabilities (num_frames_in_video, num_classes) for one video."""
+    """Per-frame class probabilities (frames, num_classes) for one video; ``frames`` is the
+    video's frame count (probed when not given)."""
     device = torch.device(device)
     amp = bool(amp and device.type == "cuda")
     model.eval()
     info = probe(video)
-    n = info.num_frames
+    n = frames or info.num_frames
     span = num_frames * sampling_rate
     stride = stride or max(1, span // 2)
     if boxes is not None and len(boxes) < n:
@@ -120,9 +125,17 @@ class Labelled(NamedTuple):
 
 def label_video(model: nn.Module, spec: InferenceSpec, video: str | Path, boxes: np.ndarray | None, *,
                 device: torch.device | str = "cpu", amp: bool = True, progress: bool = False) -> Labelled:
-    """Probabilities, final labels and bouts of one video under a model's inference contract."""
-    info = probe(video)
-    probs = predict_video(model, video, boxes, num_frames=spec.num_frames, sampling_rate=spec.sampling_rate,
+    """Probabilities, final labels and bouts of one video under a model's inference contract.
+
+    ``boxes`` come from a full decode of the video, so their number is the number of frames that
+    decode: a damaged file whose container claims more frames is scored over the frames it has."""
+    info = probe(video, decode=boxes is None)
+    if boxes is not None and len(boxes) < info.num_frames:
+        logger.warning("%s: the container holds %d frames but %d decode; scoring the %d that decode",
+                       video, info.num_frames, len(boxes), len(boxes))
+        info = info._replace(num_frames=len(boxes))
+    probs = predict_video(model, video, boxes, frames=info.num_frames, num_frames=spec.num_frames,
+                          sampling_rate=spec.sampling_rate,
                           input_size=spec.img_size, num_classes=len(spec.postprocess.labels), stride=spec.stride,
                           pad=spec.crop_pad, batch_size=spec.batch_size, device=device, amp=amp, progress=progress)
     return Labelled(info, probs, spec.postprocess.apply(probs, info.fps))

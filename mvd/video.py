@@ -56,8 +56,31 @@ def _open(path: str | Path) -> av.container.InputContainer:
     return container
 
 
-def probe(path: str | Path) -> VideoInfo:
-    """Size, frame rate and exact frame count (packets counted by demuxing, nothing decoded)."""
+def count_decodable(path: str | Path) -> int:
+    """Frames that actually decode (no colour conversion). A damaged or truncated file can hold
+    more packets than frames its decoder gives back."""
+    n = 0
+    for n, _ in enumerate(_decode(path), start=1):
+        pass
+    return n
+
+
+def probe(path: str | Path, *, decode: bool = False) -> VideoInfo:
+    """Size, frame rate and frame count: packets counted by demuxing, nothing decoded; with
+    ``decode`` the count is of the frames that decode (slower, exact for damaged files too)."""
+    info = _probe(path)
+    if not decode:
+        return info
+    n = count_decodable(path)
+    if n == 0:
+        raise VideoReadError(f"video {path}: no frame decodes; re-export or transcode it")
+    if n != info.num_frames:
+        logger.warning("%s: the container holds %d frames but %d decode; using the %d that decode",
+                       path, info.num_frames, n, n)
+    return info._replace(num_frames=n)
+
+
+def _probe(path: str | Path) -> VideoInfo:
     container = _open(path)
     try:
         stream = container.streams.video[0]

@@ -55,8 +55,8 @@ def _print_summary(summary: dict, as_json: bool) -> None:
         mae = "n/a" if c.get("count_mae") is None else f"{c['count_mae']:.2f}"
         print(f"  {name:>20}: {c['pred_count']} bouts predicted / {c['true_count']} true "
               f"(total error {err}, per-video MAE {mae})")
-    for f in m.get("failures", []):
-        print(f"  not scored: {f['video']}: {f['reason']}")
+    for f in m.get("left_out", []):
+        print(f"  left out at {f['stage']}: {f['video']}: {f['reason']}")
     print(f"  model: {summary['model_name']} version {summary['model_version']} "
           f"({'champion' if summary['promoted'] else 'candidate'}: {summary['promotion_reason']})")
     print(f"  report: {summary['artifacts']['report']}")

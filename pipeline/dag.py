@@ -179,7 +179,8 @@ def mar_pipeline(
         _secrets(train, s3=True, mlflow=True)
         bench = benchmark_op(
             config_json=config_json, model=train.outputs["model"], manifest=ingest.outputs["manifest"],
-            crops=crop.outputs["crops"], tracking_uri=tracking_uri, mlflow_run_id=train.outputs["Output"],
+            crops=crop.outputs["crops"], ingest_report=ingest.outputs["report"], tracking_uri=tracking_uri,
+            mlflow_run_id=train.outputs["Output"],
         ).set_display_name("benchmark")
         _resources(bench, "2", "8G")
         _secrets(bench, s3=True, mlflow=True)

@@ -147,7 +147,7 @@ def time_loader(loader: DataLoader, device: torch.device | None = None, augment=
     """Clips per second for one pass over ``loader``; batches moved to ``device`` and augmented there when given."""
     n = 0
     t0 = time.perf_counter()
-    for x, _ in loader:
+    for x, *_ in loader:
         if device is not None:
             x = x.to(device, non_blocking=True)
         if augment is not None:

@@ -137,7 +137,7 @@ def run_train(
         c.log_dict(run_id, calib, "calibration.json")
         c.set_tag(run_id, "calibration", calib["status"])
     _copy_tree(work / "best", Path(model_out))
-    tracking.log_metrics(c, run_id, {"best_val_macro_f1": result["best_metric"], "best_epoch": result["best_epoch"]})
+    tracking.log_metrics(c, run_id, {"best_val_score": result["best_metric"], "best_epoch": result["best_epoch"]})
     return {"mlflow_run_id": run_id, "calibration": calib, **result}
 
 
@@ -201,7 +201,7 @@ if kfp_compile_time():
         s = run_train(crops.path, cfg, model.path, checkpoints.path, tracking_uri=tracking_uri, experiment=experiment,
                       run_name=run_name, artifact_root=artifact_root, kfp_run_id=kfp_run_id,
                       manifest_dir=manifest.path)
-        metrics.log_metric("best_val_macro_f1", float(s["best_metric"]))
+        metrics.log_metric("best_val_score", float(s["best_metric"]))
         metrics.log_metric("best_epoch", float(s["best_epoch"]))
         calib = s["calibration"] or {}
         for k, v in calib.get("metrics", {}).items():

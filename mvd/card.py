@@ -4,7 +4,7 @@ made and read by the benchmark and by ``mar predict`` alike, so both run one com
 ::
 
     "inference": {
-      "window": {"num_frames": 16, "sampling_rate": 2, "stride": 16},
+      "window": {"num_frames": 16, "sampling_rate": 2, "stride": 16}, "head": "dense",
       "crop_pad": 0.05, "detector": "background", "batch_size": 16,
       "postprocess": {"decision": "threshold", "idle": "idle",
                       "classes": {"Head/Body TWITCH": {"threshold": 0.4, "smooth_s": 0.1,
@@ -45,10 +45,11 @@ class InferenceSpec:
     postprocess: PostProcess
     calibration: dict[str, Any] = field(default_factory=dict)
     legacy: bool = False
+    head: str = "clip"  # the head whose output is post-processed: clip (window-wide) or dense (per frame)
 
     def to_dict(self) -> dict[str, Any]:
         return {"window": {"num_frames": self.num_frames, "sampling_rate": self.sampling_rate, "stride": self.stride},
-                "crop_pad": self.crop_pad, "detector": self.detector, "batch_size": self.batch_size,
+                "head": self.head, "crop_pad": self.crop_pad, "detector": self.detector, "batch_size": self.batch_size,
                 "postprocess": self.postprocess.to_dict(), "calibration": self.calibration}
 
 
@@ -65,6 +66,8 @@ def validate_inference(section: Any, labels: list[str], source: str = "model car
         v = w.get(key) if isinstance(w, Mapping) else None
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             raise ValueError(f"{where}.window.{key} must be an integer ≥ 1, got {v!r}")
+    if section.get("head", "clip") not in ("clip", "dense"):
+        raise ValueError(f"{where}.head must be 'clip' or 'dense', got {section.get('head')!r}")
     pad = section["crop_pad"]
     if not isinstance(pad, (int, float)) or not 0 <= pad < 1:
         raise ValueError(f"{where}.crop_pad must be in [0, 1), got {pad!r}")
@@ -93,7 +96,7 @@ def inference_spec(card: Mapping[str, Any], model: str = "model") -> InferenceSp
     return InferenceSpec(w["num_frames"], w["sampling_rate"], w["stride"], inp["img_size"], float(sec["crop_pad"]),
                          str(sec.get("detector", "background")), int(sec.get("batch_size", 16)),
                          PostProcess.from_dict(sec["postprocess"], labels, where=f"{model}: inference.postprocess"),
-                         dict(sec.get("calibration", {})))
+                         dict(sec.get("calibration", {})), head=str(sec.get("head", "clip")))
 
 
 def spec_from_config(cfg: Config, labels: list[str]) -> InferenceSpec:
@@ -107,4 +110,4 @@ def spec_from_config(cfg: Config, labels: list[str]) -> InferenceSpec:
     return InferenceSpec(m.num_frames, m.sampling_rate, cfg.benchmark.stride or max(1, window_span(cfg) // 2),
                          m.input_size, cfg.data.pad_infer, cfg.data.detector, cfg.benchmark.batch_size,
                          PostProcess(list(labels), rules, 0, "threshold", source),
-                         {"status": "not run"})
+                         {"status": "not run"}, head="dense" if m.dense_head else "clip")

@@ -33,6 +33,7 @@ class ModelConfig:
     input_size: int = 224
     drop_path: float = 0.1
     subtract_temporal_mean: bool = False  # feed each frame minus the clip's mean frame (motion only)
+    dense_head: bool = True  # also classify every temporal token: per-frame labels, not window-wide ones
     pretrained: str = ""  # path/URI of an official .pth or one of our model directories
 
 
@@ -72,6 +73,7 @@ class TrainConfig:
     layer_decay: float = 0.75
     clip_grad: float = 0.0  # 0 = off
     label_smoothing: float = 0.1
+    dense_loss_weight: float = 1.0  # weight of the per-frame (dense head) loss beside the clip loss
     mixup: float = 0.8
     cutmix: float = 1.0
     mixup_prob: float = 0.05
@@ -364,6 +366,7 @@ def validate(cfg: Config) -> None:
         (len(t.rrc_scale) == 2 and 0 < t.rrc_scale[0] <= t.rrc_scale[1] <= 1, "train.rrc_scale must be [lo, hi] in (0, 1]"),
         (0 <= t.mixup_prob <= 1 and 0 <= t.reprob <= 1, "train.mixup_prob/reprob must be in [0, 1]"),
         (0 <= t.label_smoothing < 1, "train.label_smoothing must be in [0, 1)"),
+        (t.dense_loss_weight >= 0, "train.dense_loss_weight must be ≥ 0"),
         (0 <= t.color_jitter < 1 and 0 <= t.invert_prob <= 1, "train.color_jitter must be in [0, 1), train.invert_prob in [0, 1]"),
         (b.stride >= 0 and b.batch_size >= 1, "benchmark.stride must be ≥ 0 and benchmark.batch_size ≥ 1"),
         (b.hit_tolerance_s >= 0, "benchmark.hit_tolerance_s must be ≥ 0 (seconds)"),

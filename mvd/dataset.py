@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
+from .dense import frame_targets
 from .shards import ShardReader
 
 
@@ -33,12 +34,23 @@ class ClipDataset(Dataset):
     def labels(self) -> list[int]:
         return [self.reader.clips[i]["label"] for i in self.ids]
 
-    def __getitem__(self, k: int) -> tuple[torch.Tensor, int]:
-        i = self.ids[k]
-        return torch.from_numpy(np.array(self.reader.frames(i))), int(self.reader.clips[i]["label"])
+    def frame_targets(self, i: int) -> np.ndarray:
+        """(T,) class of each sampled frame of stored window ``i`` (:func:`mvd.dense.frame_targets`);
+        the clip's class on every frame when the window does not record its frames."""
+        c = self.reader.clips[i]
+        t = len(self.reader.frames(i))
+        if "indices" not in c or "event_start" not in c:
+            return np.full(t, int(c["label"]), dtype=np.int64)
+        return frame_targets(np.asarray(c["indices"]), int(c["label"]), int(c["event_start"]), int(c["event_end"]))
 
-    def __getitems__(self, ks: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        """The clips ``ks`` as one uint8 ``(B, T, S, S, 3)`` tensor and their labels."""
+    def __getitem__(self, k: int) -> tuple[torch.Tensor, int, torch.Tensor]:
+        i = self.ids[k]
+        return (torch.from_numpy(np.array(self.reader.frames(i))), int(self.reader.clips[i]["label"]),
+                torch.from_numpy(self.frame_targets(i)))
+
+    def __getitems__(self, ks: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The clips ``ks`` as one uint8 ``(B, T, S, S, 3)`` tensor, their labels ``(B,)`` and the
+        classes of their sampled frames ``(B, T)``."""
         ids = [self.ids[k] for k in ks]
         out = torch.empty((len(ids), *self.reader.frames(ids[0]).shape), dtype=torch.uint8)
         if get_worker_info() is not None:  # a worker hands batches over in shared memory
@@ -46,14 +58,15 @@ class ClipDataset(Dataset):
         buf = out.numpy()
         for n, i in enumerate(ids):
             buf[n] = self.reader.frames(i)
-        return out, torch.tensor([int(self.reader.clips[i]["label"]) for i in ids], dtype=torch.long)
+        labels = torch.tensor([int(self.reader.clips[i]["label"]) for i in ids], dtype=torch.long)
+        return out, labels, torch.from_numpy(np.stack([self.frame_targets(i) for i in ids]))
 
     def loader(self, batch_size: int, **kwargs: Any) -> DataLoader:
-        """A ``DataLoader`` (``kwargs`` passed on) yielding ``(uint8 clips, labels)`` batches."""
+        """A ``DataLoader`` (``kwargs`` passed on) yielding ``(uint8 clips, labels, frame classes)`` batches."""
         return DataLoader(self, batch_size=batch_size, collate_fn=_collated, **kwargs)
 
 
-def _collated(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+def _collated(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
     """``collate_fn`` for :meth:`ClipDataset.loader`: its batches come collated already."""
     return batch
 

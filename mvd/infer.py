@@ -5,7 +5,8 @@ last window is aligned to the video's end. The video streams through once
 (:func:`mvd.extract.stream_windows`): each window is cropped with the union of the boxes of
 exactly the frames it samples (then squared, padded, clipped, resized) as soon as its last
 frame is decoded, and windows are batched through the model. A frame's class probabilities are the mean of the softmax of
-every window whose span covers it.
+every window whose span covers it: of the window's clip prediction (clip head), or of the
+prediction of the time step the frame falls in (dense head, :mod:`mvd.dense`).
 
 :func:`label_video` is the inference contract: the window, stride, crop pad and batch size of a
 model card's ``inference`` section (:class:`mvd.card.InferenceSpec`), then its post-processor
@@ -27,6 +28,7 @@ from tqdm import tqdm
 
 from .card import InferenceSpec
 from .clips import sliding_windows
+from .dense import span_positions
 from .extract import stream_windows
 from .postprocess import Processed
 from .transforms import to_model_input
@@ -40,8 +42,9 @@ class WindowBatcher:
     """Collects cropped windows and runs them through the model in batches."""
 
     def __init__(self, model: nn.Module, batch_size: int, device: torch.device, amp: bool,
-                 on_result: Callable[[list[int], np.ndarray], None]):
+                 on_result: Callable[[list[int], np.ndarray], None], dense: bool = False):
         self.model, self.batch_size, self.device, self.amp = model, batch_size, device, amp
+        self.dense = dense
         self.on_result = on_result
         self.items: list[np.ndarray] = []
         self.keys: list[int] = []
@@ -58,8 +61,8 @@ class WindowBatcher:
             return
         x = to_model_input(torch.from_numpy(np.stack(self.items)).to(self.device, non_blocking=True))
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-            logits = self.model(x)
-        probs = torch.softmax(logits.float(), dim=1).cpu().numpy()
+            logits = self.model(x, dense=True)[1] if self.dense else self.model(x)
+        probs = torch.softmax(logits.float(), dim=-1).cpu().numpy()  # (B, C), or (B, steps, C) dense
         self.on_result(self.keys, probs)
         self.items, self.keys = [], []
 
@@ -81,6 +84,7 @@ def predict_video(
     device: torch.device | str = "cpu",
     amp: bool = True,
     progress: bool = False,
+    head: str = "clip",
 ) -> np.ndarray:
     """Per-frame class probabilities (frames, num_classes) for one video; ``frames`` is the
     video's frame count (probed when not given)."""
@@ -97,13 +101,19 @@ def predict_video(
     sums = np.zeros((n, num_classes), dtype=np.float64)
     counts = np.zeros(n, dtype=np.int64)
 
+    if head not in ("clip", "dense"):
+        raise ValueError(f"head must be 'clip' or 'dense', got {head!r}")
+    dense = head == "dense"
+
     def on_result(keys: list[int], probs: np.ndarray) -> None:
         for w_id, p in zip(keys, probs):
             w = windows[w_id]
-            sums[w.start:min(w.end, n - 1) + 1] += p
-            counts[w.start:min(w.end, n - 1) + 1] += 1
+            end = min(w.end, n - 1)
+            # a clip head labels the whole span; a dense head each frame by its time step
+            sums[w.start:end + 1] += p[span_positions(w.indices, w.start, end)] if dense else p
+            counts[w.start:end + 1] += 1
 
-    batcher = WindowBatcher(model, batch_size, device, amp, on_result)
+    batcher = WindowBatcher(model, batch_size, device, amp, on_result, dense=dense)
     bar = tqdm(total=len(windows), desc=Path(video).name, unit="window", disable=not progress, leave=False)
     for w_id, frames, _ in stream_windows(str(video), [w.indices for w in windows], boxes, width=info.width,
                                           height=info.height, size=input_size, pad=pad):
@@ -137,5 +147,6 @@ def label_video(model: nn.Module, spec: InferenceSpec, video: str | Path, boxes:
     probs = predict_video(model, video, boxes, frames=info.num_frames, num_frames=spec.num_frames,
                           sampling_rate=spec.sampling_rate,
                           input_size=spec.img_size, num_classes=len(spec.postprocess.labels), stride=spec.stride,
-                          pad=spec.crop_pad, batch_size=spec.batch_size, device=device, amp=amp, progress=progress)
+                          pad=spec.crop_pad, batch_size=spec.batch_size, device=device, amp=amp, progress=progress,
+                          head=spec.head)
     return Labelled(info, probs, spec.postprocess.apply(probs, info.fps))

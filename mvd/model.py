@@ -9,6 +9,18 @@ which is a plain ViT (https://arxiv.org/abs/2010.11929) over 3-D "tubelet" patch
     Conv3d tubelet embedding -> + fixed 3-D sin-cos position embedding -> N x Block
     -> mean over tokens -> fc_norm -> dropout -> head
 
+With ``dense_head=True`` the model also classifies every temporal token (the tubelet gives
+``num_frames / tubelet_size`` time steps): the tokens of one time step are averaged over space,
+normalised by the same ``fc_norm`` and mapped by ``dense_head`` to class logits
+(:meth:`VisionTransformer.forward_dense`). This is the dense per-time-step classification head of
+temporal action localisation models (ActionFormer, Zhang et al., ECCV 2022,
+https://arxiv.org/abs/2202.07925; TriDet, Shi et al., CVPR 2023, https://arxiv.org/abs/2303.07347),
+without their boundary regression: the events here are short against the window, and bouts are
+formed afterwards by one post-processor (:mod:`mvd.postprocess`) from the per-frame probabilities
+stitched over overlapping windows (:mod:`mvd.dense`) — the frame-wise output that MS-TCN (Farha &
+Gall, CVPR 2019, https://arxiv.org/abs/1903.01945) showed to localise actions, here from the ViT's
+own temporal tokens so official checkpoints still load (the dense head starts at initialisation).
+
 Parameter names follow the official code so its checkpoints load without renaming:
 attention has a bias-free `qkv` projection plus separate `q_bias` / `v_bias` (the key
 bias is zero), there is no class token, and the position embedding is a non-persistent
@@ -208,6 +220,7 @@ class VisionTransformer(nn.Module):
         init_scale: float = 0.001,
         grad_checkpointing: bool = False,
         subtract_temporal_mean: bool = False,
+        dense_head: bool = False,
     ) -> None:
         super().__init__()
         assert num_classes >= 0, f"num_classes must be >= 0, got {num_classes}"
@@ -256,12 +269,19 @@ class VisionTransformer(nn.Module):
         self.fc_norm = nn.LayerNorm(embed_dim, eps=LAYER_NORM_EPS)
         self.fc_dropout = nn.Dropout(p=fc_drop_rate) if fc_drop_rate > 0 else nn.Identity()
         self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+        self.has_dense_head = bool(dense_head and num_classes > 0)
+        if self.has_dense_head:
+            self.dense_head = nn.Linear(embed_dim, num_classes)
 
         self.apply(self._init_weights)
-        if isinstance(self.head, nn.Linear):
-            with torch.no_grad():
-                self.head.weight.mul_(init_scale)
-                self.head.bias.mul_(init_scale)
+        with torch.no_grad():
+            for head in self._heads():
+                head.weight.mul_(init_scale)
+                head.bias.mul_(init_scale)
+
+    def _heads(self) -> list[nn.Linear]:
+        heads = [self.head] if isinstance(self.head, nn.Linear) else []
+        return heads + ([self.dense_head] if self.has_dense_head else [])
 
     @staticmethod
     def _init_weights(m: nn.Module) -> None:
@@ -294,15 +314,21 @@ class VisionTransformer(nn.Module):
         return self.head
 
     def reset_classifier(self, num_classes: int) -> None:
-        """Replace the head with a freshly initialised one for `num_classes` (0 = no head)."""
+        """Replace the heads with freshly initialised ones for `num_classes` (0 = no head)."""
         self.num_classes = num_classes
         self.head = nn.Linear(self.embed_dim, num_classes) if num_classes > 0 else nn.Identity()
-        if isinstance(self.head, nn.Linear):
-            self.head.to(device=self.fc_norm.weight.device, dtype=self.fc_norm.weight.dtype)
-            self._init_weights(self.head)
+        if self.has_dense_head:
+            if num_classes > 0:
+                self.dense_head = nn.Linear(self.embed_dim, num_classes)
+            else:
+                del self.dense_head
+                self.has_dense_head = False
+        for head in self._heads():
+            head.to(device=self.fc_norm.weight.device, dtype=self.fc_norm.weight.dtype)
+            self._init_weights(head)
             with torch.no_grad():
-                self.head.weight.mul_(self.init_scale)
-                self.head.bias.mul_(self.init_scale)
+                head.weight.mul_(self.init_scale)
+                head.bias.mul_(self.init_scale)
 
     def _pos_embed_for(self, num_frames: int) -> Tensor:
         t = num_frames // self.tubelet_size
@@ -313,6 +339,10 @@ class VisionTransformer(nn.Module):
 
     def forward_features(self, x: Tensor) -> Tensor:
         """(B, C, T, H, W) -> pooled, normalised features (B, embed_dim)."""
+        return self.fc_norm(self.forward_tokens(x).mean(1))
+
+    def forward_tokens(self, x: Tensor) -> Tensor:
+        """(B, C, T, H, W) -> tokens (B, T/tubelet × H/patch × W/patch, embed_dim), time-major."""
         assert x.ndim == 5, f"expected input (B, C, T, H, W), got shape {tuple(x.shape)}"
         _, C, T, H, W = x.shape
         assert C == self.in_chans, f"expected {self.in_chans} channels, got {C} (input shape {tuple(x.shape)})"
@@ -331,14 +361,28 @@ class VisionTransformer(nn.Module):
                 x = checkpoint(blk, x, use_reentrant=False)
             else:
                 x = blk(x)
-        return self.fc_norm(x.mean(1))
+        return x
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
         x = self.fc_dropout(x)
         return x if pre_logits else self.head(x)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, dense: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        """Clip logits (B, num_classes); with ``dense``, :meth:`forward_dense`'s pair (through
+        ``forward`` so a DistributedDataParallel wrapper sees the call)."""
+        if dense:
+            return self.forward_dense(x)
         return self.forward_head(self.forward_features(x))
+
+    def forward_dense(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, C, T, H, W) -> (clip logits (B, num_classes), per-time-step logits (B, T/tubelet, num_classes))."""
+        assert self.has_dense_head, "this model has no dense head; build it with dense_head=True"
+        tokens = self.forward_tokens(x)
+        B, N, D = tokens.shape
+        steps = x.shape[2] // self.tubelet_size
+        clip = self.forward_head(self.fc_norm(tokens.mean(1)))
+        per_step = self.fc_norm(tokens.reshape(B, steps, N // steps, D).mean(2))
+        return clip, self.dense_head(self.fc_dropout(per_step))
 
 
 # ---------------------------------------------------------------------------------------
@@ -357,6 +401,7 @@ _PRETRAIN_ONLY_PREFIXES = (
     "teacher",
 )
 _HEAD_KEYS = ("head.weight", "head.bias")
+_DENSE_HEAD_KEYS = ("dense_head.weight", "dense_head.bias")
 
 
 def unwrap_checkpoint(checkpoint: Mapping[str, Any]) -> dict[str, Tensor]:
@@ -427,7 +472,16 @@ def _filter(state_dict: Mapping[str, Any], model: VisionTransformer) -> tuple[di
         head_dropped = True
     head_loaded = bool(head_in_ckpt) and not head_dropped
 
-    allowed_missing = set() if head_loaded else set(_HEAD_KEYS)
+    # the dense head: absent from official checkpoints (it starts at initialisation); dropped when
+    # the model has none or another class count
+    dense_in_ckpt = [k for k in _DENSE_HEAD_KEYS if k in out]
+    if dense_in_ckpt and any(k not in target or out[k].shape != target[k].shape for k in dense_in_ckpt):
+        logger.info("dropping the checkpoint's dense head: the model has none or another class count")
+        for k in dense_in_ckpt:
+            del out[k]
+    dense_loaded = all(k in out for k in _DENSE_HEAD_KEYS)
+
+    allowed_missing = (set() if head_loaded else set(_HEAD_KEYS)) | (set() if dense_loaded else set(_DENSE_HEAD_KEYS))
     missing = sorted(k for k in target if k not in out and k not in allowed_missing)
     unexpected = sorted(k for k in out if k not in target)
     mismatched = sorted(
@@ -455,6 +509,7 @@ def _filter(state_dict: Mapping[str, Any], model: VisionTransformer) -> tuple[di
         "head_loaded": head_loaded,
         "head_dropped": head_dropped,
         "fc_norm_initialised": fc_norm_initialised,
+        "dense_head_loaded": dense_loaded,
     }
     return out, info
 
@@ -481,7 +536,9 @@ def load_checkpoint(model: VisionTransformer, state_dict: Mapping[str, Any]) -> 
     """
     filtered, info = _filter(state_dict, model)
     result = model.load_state_dict(filtered, strict=False)
-    bad_missing = sorted(k for k in result.missing_keys if k not in _HEAD_KEYS or info["head_loaded"])
+    bad_missing = sorted(k for k in result.missing_keys
+                         if not ((k in _HEAD_KEYS and not info["head_loaded"])
+                                 or (k in _DENSE_HEAD_KEYS and not info["dense_head_loaded"])))
     if bad_missing or result.unexpected_keys:
         raise ValueError(f"checkpoint load failed: missing {bad_missing}, unexpected {sorted(result.unexpected_keys)}")
     return info

@@ -1,10 +1,12 @@
 """Fine-tuning loop: explicit, resumable, one file.
 
 AdamW with layer-wise lr decay (timm param groups), cosine schedule with warm-up per update
-(timm scheduler), mixup/cutmix with soft-target loss or label-smoothed cross entropy,
-gradient accumulation and clipping, bf16 autocast on CUDA, validation every epoch; the best
-epoch by validation macro-F1 (action classes) and the last epoch are saved as safetensors
-with a model card. Checkpoints every ``save_ckpt_freq`` epochs hold model, optimizer,
+(timm scheduler), mixup/cutmix with soft-target loss or label-smoothed cross entropy, plus,
+with a dense head, a per-time-step cross entropy against the classes of each window's sampled
+frames (:mod:`mvd.dense`), gradient accumulation and clipping, bf16 autocast on CUDA,
+validation every epoch; the best epoch by validation macro-F1 of the head inference uses
+(per time step with a dense head, per clip otherwise; action classes) and the last epoch are
+saved as safetensors with a model card. Checkpoints every ``save_ckpt_freq`` epochs hold model, optimizer,
 scheduler, scaler, epoch, step, best metric, config and every RNG state, so a resumed run
 continues exactly. Multi-GPU runs use DDP when started with ``torchrun``.
 """
@@ -36,6 +38,7 @@ from tqdm import tqdm
 from .card import spec_from_config
 from .config import Config
 from .dataset import ClipDataset, balanced_weights, stratified_split
+from .dense import step_targets
 from .metrics import frame_metrics
 from .model import create_model
 from .shards import ShardReader
@@ -95,7 +98,7 @@ def build_model(cfg: Config, num_classes: int) -> nn.Module:
     m = cfg.model
     model = create_model(
         m.arch, num_classes=num_classes, num_frames=m.num_frames, img_size=m.input_size, drop_path_rate=m.drop_path,
-        subtract_temporal_mean=m.subtract_temporal_mean,
+        subtract_temporal_mean=m.subtract_temporal_mean, dense_head=m.dense_head,
     )
     if m.pretrained:
         info = load_pretrained(model, m.pretrained)
@@ -141,7 +144,8 @@ def model_card(cfg: Config, labels: list[str], data_version: str, extra: dict[st
             "std": list(STD),
             "crop_pad": cfg.data.pad_infer,
         },
-        "model_kwargs": {"drop_path_rate": m.drop_path, "subtract_temporal_mean": m.subtract_temporal_mean},
+        "model_kwargs": {"drop_path_rate": m.drop_path, "subtract_temporal_mean": m.subtract_temporal_mean,
+                         "dense_head": m.dense_head},
         "inference": spec_from_config(cfg, list(labels)).to_dict(),
         "train_config": cfg.to_dict(),
         "data_version": data_version,
@@ -154,20 +158,29 @@ def evaluate(model: nn.Module, loader: DataLoader, labels: list[str], device: to
              transform: ClipAugment) -> dict[str, float]:
     """Loss, accuracy and macro-F1 over ``loader``'s uint8 clips, ``transform`` applied on ``device``."""
     model.eval()
-    y_true, y_pred, loss_sum, n = [], [], 0.0, 0
-    for x, y in loader:
+    dense = getattr(_unwrap(model), "has_dense_head", False)
+    y_true, y_pred, f_true, f_pred, loss_sum, n = [], [], [], [], 0.0, 0
+    for x, y, fy in loader:
         x, y = transform(x.to(device, non_blocking=True)), y.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            logits = model(x)
+            logits, steps = model(x, dense=True) if dense else (model(x), None)
         loss_sum += float(nn.functional.cross_entropy(logits.float(), y, reduction="sum"))
         n += len(y)
         y_true.append(y.cpu().numpy())
         y_pred.append(logits.argmax(1).cpu().numpy())
+        if steps is not None:  # each time step's class against the majority of its frames
+            tgt = step_targets(fy.to(device), len(labels)).argmax(-1)
+            f_true.append(tgt.flatten().cpu().numpy())
+            f_pred.append(steps.argmax(-1).flatten().cpu().numpy())
     if n == 0:
         return {}
     yt, yp = np.concatenate(y_true), np.concatenate(y_pred)
-    fm = frame_metrics([yt], [yp], labels)
-    return {"val_loss": loss_sum / n, "val_acc": float((yt == yp).mean()), "val_macro_f1": float(fm["macro"]["f1"])}
+    out = {"val_loss": loss_sum / n, "val_acc": float((yt == yp).mean()),
+           "val_macro_f1": float(frame_metrics([yt], [yp], labels)["macro"]["f1"] or 0.0)}
+    if f_true:
+        fm = frame_metrics([np.concatenate(f_true)], [np.concatenate(f_pred)], labels)
+        out["val_step_macro_f1"] = float(fm["macro"]["f1"] or 0.0)
+    return out
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -192,6 +205,18 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 def _unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def _smoothed_one_hot(y: torch.Tensor, num_classes: int, smoothing: float) -> torch.Tensor:
+    off = smoothing / num_classes
+    return torch.full((len(y), num_classes), off, device=y.device).scatter_(1, y[:, None], 1.0 - smoothing + off)
+
+
+def _soft_ce(logits: torch.Tensor, target: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
+    """Cross entropy of (…, C) logits against (…, C) soft targets, label-smoothed, mean over positions."""
+    c = logits.shape[-1]
+    target = target * (1.0 - smoothing) + smoothing / c
+    return -(target * torch.log_softmax(logits, dim=-1)).sum(-1).mean()
 
 
 def train(
@@ -285,6 +310,7 @@ def train(
         set_rng_state(ck["rng"])
         logger.info("resumed from %s at epoch %d (step %d)", t.resume, start_epoch, step)
 
+    dense = _unwrap(model).has_dense_head and t.dense_loss_weight > 0
     card = model_card(cfg, labels, data_version)
     checkpoints: list[Path] = []
     for epoch in range(start_epoch, t.epochs):
@@ -294,18 +320,25 @@ def train(
         t0, seen, loss_sum = time.perf_counter(), 0, 0.0
         optimizer.zero_grad(set_to_none=True)
         bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{t.epochs}", disable=not is_main, leave=False)
-        for i, (x, y) in enumerate(bar):
+        for i, (x, y, fy) in enumerate(bar):
             x, y = train_tf(x.to(device, non_blocking=True)), y.to(device, non_blocking=True)
-            target = y
+            target, mixed = y, False
             if mixup is not None and len(x) % 2 == 0:
                 b, c, tt, h, w = x.shape
                 x2, target = mixup(x.reshape(b, c * tt, h, w), y)
                 x = x2.reshape(b, c, tt, h, w)
+                mixed = not torch.allclose(target, _smoothed_one_hot(y, len(labels), t.label_smoothing))
             elif mixup is not None:
                 target = nn.functional.one_hot(y, len(labels)).float()
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                logits = model(x)
-            loss = criterion(logits.float(), target) / t.accum_steps
+                logits, steps = model(x, dense=True) if dense else (model(x), None)
+            loss = criterion(logits.float(), target)
+            if steps is not None and not mixed:  # per-frame targets; a mixed batch has none
+                st = step_targets(fy.to(device, non_blocking=True), len(labels))
+                loss = loss + t.dense_loss_weight * _soft_ce(steps.float(), st, t.label_smoothing)
+            elif steps is not None:  # keeps the dense head in the graph (DDP expects every parameter used)
+                loss = loss + 0.0 * steps.float().sum()
+            loss = loss / t.accum_steps
             loss.backward()
             if (i + 1) % t.accum_steps == 0 or i + 1 == len(train_loader):
                 if t.clip_grad > 0:
@@ -325,7 +358,8 @@ def train(
             "clips_per_s": seen * world / max(elapsed, 1e-9),
         }
         row.update(evaluate(model, val_loader, labels, device, amp, val_tf) if len(val_ds) else {})
-        metric = row.get("val_macro_f1", -row["train_loss"])
+        # the best epoch by the head inference uses: per-time-step macro-F1 with a dense head
+        metric = row.get("val_step_macro_f1", row.get("val_macro_f1", -row["train_loss"]))
         history.append(row)
         if is_main:
             logger.info("epoch %d: %s", epoch + 1, {k: round(v, 4) for k, v in row.items()})

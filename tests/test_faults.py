@@ -49,13 +49,11 @@ def test_safe_names_are_unique():
 
 
 def _tiny_model(tmp_path: Path) -> Path:
-    from mvd.model import create_model
-    from mvd.train import model_card
+    from mvd.train import build_model, model_card
     from mvd.weights import save_model
 
     cfg = build_config("cpu", overrides={"model.num_frames": 4, "benchmark.stride": 4})
-    model = create_model("vit_tiny", num_classes=3, num_frames=4, img_size=32)
-    return save_model(model, tmp_path / "model", model_card(cfg, LABELS, "dv"))
+    return save_model(build_model(cfg, 3), tmp_path / "model", model_card(cfg, LABELS, "dv"))
 
 
 def test_predict_on_two_folders_with_the_same_file_names(tmp_path):
@@ -110,7 +108,7 @@ def test_truncated_video_is_scored_over_the_frames_that_decode(tmp_path):
     from mvd.card import spec_from_config
     from mvd.detect import make_detector
     from mvd.infer import label_video
-    from mvd.model import create_model
+    from mvd.train import build_model
     from mvd.video import count_decodable, probe
 
     video = _truncated(tmp_path)
@@ -120,8 +118,7 @@ def test_truncated_video_is_scored_over_the_frames_that_decode(tmp_path):
     boxes = make_detector("background").detect_video(video)
     assert len(boxes) == decodable
     cfg = build_config("cpu", overrides={"model.num_frames": 4, "benchmark.stride": 2})
-    model = create_model("vit_tiny", num_classes=3, num_frames=4, img_size=32)
-    lab = label_video(model, spec_from_config(cfg, LABELS), video, boxes)
+    lab = label_video(build_model(cfg, 3), spec_from_config(cfg, LABELS), video, boxes)
     assert lab.probs.shape == (decodable, 3) and len(lab.result.labels) == decodable
     assert lab.info.num_frames == decodable
 

@@ -129,8 +129,8 @@ def test_dataset_hands_over_stored_uint8_clips(tmp_path):
     w.add(frames, label=2)
     w.close()
     ds = ClipDataset(ShardReader(tmp_path), [0])
-    clip, label = ds[0]
-    assert clip.dtype == torch.uint8 and label == 2
+    clip, label, frame_labels = ds[0]
+    assert clip.dtype == torch.uint8 and label == 2 and frame_labels.tolist() == [2] * len(frames)
     np.testing.assert_array_equal(clip.numpy(), frames)
 
 
@@ -143,9 +143,9 @@ def test_loader_batches_equal_stacked_items(tmp_path, workers):
     w.close()
     ds = ClipDataset(ShardReader(tmp_path), [6, 0, 3, 2, 5])
     got = list(ds.loader(2, sampler=[4, 0, 2, 1, 3], num_workers=workers))
-    assert [len(x) for x, _ in got] == [2, 2, 1]
-    x = torch.cat([b for b, _ in got])
-    y = torch.cat([lab for _, lab in got])
+    assert [len(x) for x, *_ in got] == [2, 2, 1]
+    x = torch.cat([b for b, *_ in got])
+    y = torch.cat([lab for _, lab, _ in got])
     order = [4, 0, 2, 1, 3]
     torch.testing.assert_close(x, torch.stack([ds[k][0] for k in order]))
     assert y.tolist() == [ds[k][1] for k in order]

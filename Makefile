@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 WORKDIR ?= work
 PYTEST_ARGS ?=
 
-.PHONY: help demo test test-all compile check-golden bench images clean
+.PHONY: help demo test test-all compile check-golden bench bench-fps images clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -27,7 +27,11 @@ compile: $(STAMP)  ## compile the DAG to pipeline.yaml
 	$(BIN)/mar compile --out pipeline.yaml
 
 bench: $(STAMP)  ## run the benchmark scripts (ratios measured side by side)
-	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done
+	for b in $(filter-out benchmarks/fps_transfer.py,$(wildcard benchmarks/*.py)); do $(BIN)/python $$b || exit 1; done
+
+bench-fps: $(STAMP)  ## the champion of $(WORKDIR) (after make demo) on the same behaviour at 30 and 60 fps
+	$(BIN)/python benchmarks/fps_transfer.py --model models:/mouse-action-mvd@champion \
+	  --tracking-uri sqlite:///$(abspath $(WORKDIR))/mlflow.db
 
 IMAGE_VAR = $(shell $(PY) -c 'import sys; sys.path.insert(0, "."); import components.images as i; print(i.$(1))')
 

@@ -31,6 +31,7 @@ from mvd.config import Config
 from mvd.detect import Detector, make_detector
 from mvd.extract import stream_windows
 from mvd.shards import ShardReader, ShardWriter
+from mvd.timebase import TimeBase, target_fps_for
 from mvd.video import VideoReadError
 
 from .cache import Cache, settings_key
@@ -56,10 +57,11 @@ def boxes_entry(spec: dict[str, Any]) -> str:
     return f"boxes-{settings_key({'format': CACHE_FORMAT, 'detector': spec})}"
 
 
-def windows_settings(rec: VideoRecord, boxes: np.ndarray, cfg: Config, labels: list[str]) -> dict[str, Any]:
+def windows_settings(rec: VideoRecord, boxes: np.ndarray, cfg: Config, labels: list[str],
+                     target_fps: float = 0.0) -> dict[str, Any]:
     """Everything a video's cropped windows depend on besides the clips."""
     m = cfg.model
-    return {"format": CACHE_FORMAT,
+    return {"format": CACHE_FORMAT, "target_fps": float(target_fps),
             "boxes_sha256": hashlib.sha256(np.ascontiguousarray(boxes, dtype=np.float32).tobytes()).hexdigest(),
             "video_frames": rec.num_frames, "input_size": m.input_size, "num_frames": m.num_frames,
             "sampling_rate": m.sampling_rate, "pad_train": cfg.data.pad_train, "labels": list(labels)}
@@ -108,11 +110,11 @@ class _Prep:
             shutil.rmtree(stage, ignore_errors=True)  # gone already when committed
         return boxes, "computed"
 
-    def windows(self, rec: VideoRecord, boxes: np.ndarray, clips: list[Clip],
-                labels: list[str]) -> tuple[ShardReader, dict[tuple, list[int]], int, int]:
+    def windows(self, rec: VideoRecord, boxes: np.ndarray, clips: list[Clip], labels: list[str],
+                target_fps: float = 0.0) -> tuple[ShardReader, dict[tuple, list[int]], int, int]:
         """(reader over the video's entry, clip key -> window positions in it, reused, computed)."""
         cfg = self.cfg
-        settings = windows_settings(rec, boxes, cfg, labels)
+        settings = windows_settings(rec, boxes, cfg, labels, target_fps)
         prefix = f"windows-{settings_key(settings)}-"
         need = {_clip_key(c) for c in clips}
         entries = {n: m for n, m in self.cache.entries(rec.sha256, prefix).items() if "clips" in m}
@@ -132,7 +134,8 @@ class _Prep:
         union = sorted(base_keys | need)
         name = prefix + settings_key(union, 16)
         windows = [(c, w) for c in missing for w in clip_windows(c, cfg.model.num_frames, cfg.model.sampling_rate,
-                                                                 rec.num_frames)]
+                                                                 rec.num_frames,
+                                                                 timebase=TimeBase(rec.fps, target_fps))]
         stage = self.cache.staging(rec.sha256, name)
         try:
             writer = ShardWriter(stage, cfg.model.input_size)
@@ -171,7 +174,10 @@ def run_bbox_crop(manifest_dir: str | Path, cfg: Config, out_dir: str | Path) ->
     """Writes ``clips/`` (shards + index), ``boxes/<video>.npy`` and ``boxes.json`` under ``out_dir``."""
     mdir, out = Path(manifest_dir), Path(out_dir)
     manifest = read_manifest(mdir)
-    plans = plan_clips(manifest, cfg)
+    target_fps = target_fps_for(cfg.model.target_fps, [r.fps for r in manifest.split("train")])
+    logger.info("bbox-crop: the model sees every video at %.3g fps (%s)", target_fps,
+                "model.target_fps" if cfg.model.target_fps else "the median frame rate of the training videos")
+    plans = plan_clips(manifest, cfg, target_fps=target_fps)
     scratch = out / ".cache-scratch"
     cache = Cache(cfg.data.cache or (out / ".cache-run"), scratch)
     prep = _Prep(cfg, mdir, cache)
@@ -194,7 +200,7 @@ def run_bbox_crop(manifest_dir: str | Path, cfg: Config, out_dir: str | Path) ->
                 clips = plans.get(rec.id, [])
                 reused = computed = 0
                 if clips:
-                    reader, positions, reused, computed = prep.windows(rec, boxes, clips, manifest.labels)
+                    reader, positions, reused, computed = prep.windows(rec, boxes, clips, manifest.labels, target_fps)
                     for clip in clips:
                         for i in positions.get(_clip_key(clip), []):
                             meta = reader.clips[i]
@@ -210,7 +216,7 @@ def run_bbox_crop(manifest_dir: str | Path, cfg: Config, out_dir: str | Path) ->
                 failures.append({"video": rec.id, "reason": str(e)})
         if not writer.clips:
             raise RuntimeError(f"bbox-crop produced no training window; failures: {failures}")
-        writer.close({"labels": manifest.labels, "data_version": manifest.data_version})
+        writer.close({"labels": manifest.labels, "data_version": manifest.data_version, "target_fps": target_fps})
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
         if not cfg.data.cache:

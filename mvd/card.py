@@ -4,7 +4,7 @@ made and read by the benchmark and by ``mar predict`` alike, so both run one com
 ::
 
     "inference": {
-      "window": {"num_frames": 16, "sampling_rate": 2, "stride": 16}, "head": "dense",
+      "window": {"num_frames": 16, "sampling_rate": 2, "stride": 16}, "target_fps": 30.0, "head": "dense",
       "crop_pad": 0.05, "detector": "background", "batch_size": 16,
       "postprocess": {"decision": "threshold", "idle": "idle",
                       "classes": {"Head/Body TWITCH": {"threshold": 0.4, "smooth_s": 0.1,
@@ -46,10 +46,11 @@ class InferenceSpec:
     calibration: dict[str, Any] = field(default_factory=dict)
     legacy: bool = False
     head: str = "clip"  # the head whose output is post-processed: clip (window-wide) or dense (per frame)
+    target_fps: float = 0.0  # the model's frame rate; every video is resampled to it (0 = none)
 
     def to_dict(self) -> dict[str, Any]:
         return {"window": {"num_frames": self.num_frames, "sampling_rate": self.sampling_rate, "stride": self.stride},
-                "head": self.head, "crop_pad": self.crop_pad, "detector": self.detector, "batch_size": self.batch_size,
+                "target_fps": self.target_fps, "head": self.head, "crop_pad": self.crop_pad, "detector": self.detector, "batch_size": self.batch_size,
                 "postprocess": self.postprocess.to_dict(), "calibration": self.calibration}
 
 
@@ -68,6 +69,9 @@ def validate_inference(section: Any, labels: list[str], source: str = "model car
             raise ValueError(f"{where}.window.{key} must be an integer ≥ 1, got {v!r}")
     if section.get("head", "clip") not in ("clip", "dense"):
         raise ValueError(f"{where}.head must be 'clip' or 'dense', got {section.get('head')!r}")
+    fps = section.get("target_fps", 0.0)
+    if not isinstance(fps, (int, float)) or isinstance(fps, bool) or fps < 0:
+        raise ValueError(f"{where}.target_fps must be a frame rate ≥ 0, got {fps!r}")
     pad = section["crop_pad"]
     if not isinstance(pad, (int, float)) or not 0 <= pad < 1:
         raise ValueError(f"{where}.crop_pad must be in [0, 1), got {pad!r}")
@@ -96,10 +100,11 @@ def inference_spec(card: Mapping[str, Any], model: str = "model") -> InferenceSp
     return InferenceSpec(w["num_frames"], w["sampling_rate"], w["stride"], inp["img_size"], float(sec["crop_pad"]),
                          str(sec.get("detector", "background")), int(sec.get("batch_size", 16)),
                          PostProcess.from_dict(sec["postprocess"], labels, where=f"{model}: inference.postprocess"),
-                         dict(sec.get("calibration", {})), head=str(sec.get("head", "clip")))
+                         dict(sec.get("calibration", {})), head=str(sec.get("head", "clip")),
+                         target_fps=float(sec.get("target_fps", inp.get("target_fps", 0.0)) or 0.0))
 
 
-def spec_from_config(cfg: Config, labels: list[str]) -> InferenceSpec:
+def spec_from_config(cfg: Config, labels: list[str], target_fps: float | None = None) -> InferenceSpec:
     """The contract a new model starts with: window, stride, crop pad, detector and batch size from
     the configuration; default post-processing rules, with the values the configuration pins."""
     rules, source = {}, {}
@@ -110,4 +115,5 @@ def spec_from_config(cfg: Config, labels: list[str]) -> InferenceSpec:
     return InferenceSpec(m.num_frames, m.sampling_rate, cfg.benchmark.stride or max(1, window_span(cfg) // 2),
                          m.input_size, cfg.data.pad_infer, cfg.data.detector, cfg.benchmark.batch_size,
                          PostProcess(list(labels), rules, 0, "threshold", source),
-                         {"status": "not run"}, head="dense" if m.dense_head else "clip")
+                         {"status": "not run"}, head="dense" if m.dense_head else "clip",
+                         target_fps=float(m.target_fps if target_fps is None else target_fps))

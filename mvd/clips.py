@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
+from .timebase import TimeBase
+
 if TYPE_CHECKING:
     from .config import Config
     from .manifest import Manifest
@@ -143,46 +145,67 @@ def idle_clips(
     return sorted(clips, key=lambda c: c.start)
 
 
-def window_indices(start: int, num_frames: int, sampling_rate: int, video_frames: int | None = None) -> np.ndarray:
-    """The ``num_frames`` frame indices a window starting at ``start`` samples, clamped to the video."""
-    idx = start + sampling_rate * np.arange(num_frames)
-    if video_frames is not None:
-        idx = np.clip(idx, 0, video_frames - 1)
+def window_indices(start: int, num_frames: int, sampling_rate: int, video_frames: int | None = None,
+                   timebase: TimeBase | None = None) -> np.ndarray:
+    """The ``num_frames`` video frame indices a window starting at model frame ``start`` samples,
+    clamped to the video (model frames are video frames without a ``timebase``)."""
+    t = start + sampling_rate * np.arange(num_frames)
+    if timebase is not None:
+        return timebase.to_video(t, video_frames)
+    idx = t if video_frames is None else np.clip(t, 0, video_frames - 1)
     return idx.astype(np.int64)
 
 
+def _window(start: int, num_frames: int, sampling_rate: int, video_frames: int, tb: TimeBase) -> Window:
+    """The window at model frame ``start``: its span in video frames and the frames it samples."""
+    span = num_frames * sampling_rate
+    first = int(tb.to_video(start))
+    end = int(tb.to_video(start + span)) - 1
+    return Window(first, max(first, end), window_indices(start, num_frames, sampling_rate, video_frames, tb))
+
+
 def clip_windows(clip: Clip, num_frames: int, sampling_rate: int, video_frames: int, *,
-                 short_positions: int = 4) -> list[Window]:
+                 short_positions: int = 4, timebase: TimeBase | None = None) -> list[Window]:
     """The training windows cut from one clip, each keeping the labelled frames in view.
 
     An event shorter than a window span lies wholly inside every window, at
     ``short_positions`` evenly spaced offsets (early to late in the window); a longer event is
-    tiled by windows that lie inside it, one every span.
+    tiled by windows that lie inside it, one every span. Spans and offsets are in model frames
+    (:mod:`mvd.timebase`); the windows sample video frames.
     """
+    tb = timebase or TimeBase(1.0)
     span = num_frames * sampling_rate
-    ev_len = clip.event_end - clip.event_start + 1
-    last_start = max(0, video_frames - span)
+    ev_start, ev_end = int(tb.to_model(clip.event_start)), int(tb.to_model(clip.event_end))
+    n = tb.model_length(video_frames)
+    ev_len = ev_end - ev_start + 1
+    last_start = max(0, n - span)
     if ev_len <= span:
-        lo = min(max(0, clip.event_end - span + 1), last_start)
-        hi = min(clip.event_start, last_start)
+        lo = min(max(0, ev_end - span + 1), last_start)
+        hi = min(ev_start, last_start)
         starts = sorted({int(round(x)) for x in np.linspace(lo, max(lo, hi), short_positions)})
     else:
-        starts = list(range(clip.event_start, clip.event_end - span + 2, span))
-    return [Window(s, s + span - 1, window_indices(s, num_frames, sampling_rate, video_frames)) for s in starts]
+        starts = list(range(ev_start, ev_end - span + 2, span))
+    return [_window(s, num_frames, sampling_rate, video_frames, tb) for s in starts]
 
 
-def sliding_windows(video_frames: int, num_frames: int, sampling_rate: int, stride: int) -> list[Window]:
-    """Windows over a whole video; the last one is aligned to the end so every frame is covered."""
+def sliding_windows(video_frames: int, num_frames: int, sampling_rate: int, stride: int,
+                    timebase: TimeBase | None = None) -> list[Window]:
+    """Windows over a whole video, ``stride`` model frames apart; the last one is aligned to the end
+    so every frame is covered."""
     if video_frames < 1:
         raise ValueError("video has no frames")
-    span = num_frames * sampling_rate
     if stride < 1:
         raise ValueError(f"stride must be ≥ 1, got {stride}")
-    last = max(0, video_frames - span)
+    tb = timebase or TimeBase(1.0)
+    span = num_frames * sampling_rate
+    last = max(0, tb.model_length(video_frames) - span)
     starts = list(range(0, last + 1, stride))
     if starts[-1] != last:
         starts.append(last)
-    return [Window(s, s + span - 1, window_indices(s, num_frames, sampling_rate, video_frames)) for s in starts]
+    windows = [_window(s, num_frames, sampling_rate, video_frames, tb) for s in starts]
+    w = windows[-1]
+    windows[-1] = Window(w.start, max(w.end, video_frames - 1), w.indices)
+    return windows
 
 
 def explicit_idle_clips(idle_ranges: list[tuple[int, int]], positive_ranges: list[tuple[int, int]],
@@ -201,7 +224,8 @@ def explicit_idle_clips(idle_ranges: list[tuple[int, int]], positive_ranges: lis
     return clips
 
 
-def plan_clips(manifest: Manifest, cfg: Config, splits: tuple[str, ...] = ("train", "val")) -> dict[str, list[Clip]]:
+def plan_clips(manifest: Manifest, cfg: Config, splits: tuple[str, ...] = ("train", "val"),
+               target_fps: float = 0.0) -> dict[str, list[Clip]]:
     """Positive and idle clips per video of ``splits`` (training and validation videos), by the
     reference rules (DESIGN.md).
 
@@ -211,12 +235,16 @@ def plan_clips(manifest: Manifest, cfg: Config, splits: tuple[str, ...] = ("trai
     idle minimum but at least one window span long is taken whole.
     """
     d = cfg.data
-    span = cfg.model.num_frames * cfg.model.sampling_rate
     videos = [v for v in manifest.videos if v.split in splits]
+
+    def window_span(rec) -> int:  # noqa: ANN001 - a VideoRecord: a window's span in this video's frames
+        return int(math.ceil(cfg.model.num_frames * cfg.model.sampling_rate * TimeBase(rec.fps, target_fps).ratio))
+
     plans: dict[str, list[Clip]] = {}
     pos_frames: dict[str, int] = {}
     idle_frames: dict[str, int] = {}
     for rec in videos:
+        span = window_span(rec)
         min_len = max(span, int(round(d.min_clip_s * rec.fps)))
         max_len = max(min_len, int(round(d.max_clip_s * rec.fps)))
         idle_max = max(span, int(round(d.idle_max_s * rec.fps)))
@@ -236,6 +264,7 @@ def plan_clips(manifest: Manifest, cfg: Config, splits: tuple[str, ...] = ("trai
         want = target - idle_frames[rec.id]
         if pos_frames[rec.id] == 0 or want <= 0:
             continue
+        span = window_span(rec)
         idle_min = max(span, int(round(d.idle_min_s * rec.fps)))
         idle_max = max(idle_min, int(round(d.idle_max_s * rec.fps)))
         ranges = [(iv.start, iv.end) for iv in rec.intervals]

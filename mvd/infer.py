@@ -31,6 +31,7 @@ from .clips import sliding_windows
 from .dense import span_positions
 from .extract import stream_windows
 from .postprocess import Processed
+from .timebase import TimeBase
 from .transforms import to_model_input
 from .video import VideoInfo, VideoReadError, probe
 
@@ -85,9 +86,11 @@ def predict_video(
     amp: bool = True,
     progress: bool = False,
     head: str = "clip",
+    timebase: TimeBase | None = None,
 ) -> np.ndarray:
     """Per-frame class probabilities (frames, num_classes) for one video; ``frames`` is the
-    video's frame count (probed when not given)."""
+    video's frame count (probed when not given). With a ``timebase`` the windows and ``stride``
+    are in model frames (:mod:`mvd.timebase`); the output is per video frame."""
     device = torch.device(device)
     amp = bool(amp and device.type == "cuda")
     model.eval()
@@ -97,7 +100,7 @@ def predict_video(
     stride = stride or max(1, span // 2)
     if boxes is not None and len(boxes) < n:
         raise ValueError(f"{video}: {len(boxes)} boxes for {n} frames; recompute the boxes for this video")
-    windows = sliding_windows(n, num_frames, sampling_rate, stride)
+    windows = sliding_windows(n, num_frames, sampling_rate, stride, timebase)
     sums = np.zeros((n, num_classes), dtype=np.float64)
     counts = np.zeros(n, dtype=np.int64)
 
@@ -148,5 +151,5 @@ def label_video(model: nn.Module, spec: InferenceSpec, video: str | Path, boxes:
                           sampling_rate=spec.sampling_rate,
                           input_size=spec.img_size, num_classes=len(spec.postprocess.labels), stride=spec.stride,
                           pad=spec.crop_pad, batch_size=spec.batch_size, device=device, amp=amp, progress=progress,
-                          head=spec.head)
+                          head=spec.head, timebase=TimeBase(info.fps, spec.target_fps))
     return Labelled(info, probs, spec.postprocess.apply(probs, info.fps))

@@ -129,8 +129,12 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: Config, updates_per_e
     )
 
 
-def model_card(cfg: Config, labels: list[str], data_version: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def model_card(cfg: Config, labels: list[str], data_version: str, extra: dict[str, Any] | None = None,
+               target_fps: float | None = None) -> dict[str, Any]:
+    """The model card of a model trained with ``cfg``; ``target_fps`` is the frame rate the
+    training windows were cut at (``model.target_fps`` when not given)."""
     m = cfg.model
+    fps = float(m.target_fps if target_fps is None else target_fps)
     return {
         "arch": m.arch,
         "num_classes": len(labels),
@@ -143,10 +147,11 @@ def model_card(cfg: Config, labels: list[str], data_version: str, extra: dict[st
             "mean": list(MEAN),
             "std": list(STD),
             "crop_pad": cfg.data.pad_infer,
+            "target_fps": fps,
         },
         "model_kwargs": {"drop_path_rate": m.drop_path, "subtract_temporal_mean": m.subtract_temporal_mean,
                          "dense_head": m.dense_head},
-        "inference": spec_from_config(cfg, list(labels)).to_dict(),
+        "inference": spec_from_config(cfg, list(labels), fps).to_dict(),
         "train_config": cfg.to_dict(),
         "data_version": data_version,
         **(extra or {}),
@@ -311,7 +316,7 @@ def train(
         logger.info("resumed from %s at epoch %d (step %d)", t.resume, start_epoch, step)
 
     dense = _unwrap(model).has_dense_head and t.dense_loss_weight > 0
-    card = model_card(cfg, labels, data_version)
+    card = model_card(cfg, labels, data_version, target_fps=float(reader.index.get("target_fps", cfg.model.target_fps)))
     checkpoints: list[Path] = []
     for epoch in range(start_epoch, t.epochs):
         if distributed:

@@ -88,18 +88,39 @@ def _probe(path: str | Path) -> VideoInfo:
         if not rate or float(rate) <= 0:
             raise VideoReadError(f"video {path} has no usable frame rate; re-mux it with an explicit rate")
         n = 0
+        pts: list[int] = []
         try:
             for packet in container.demux(stream):
                 if packet.size:
                     n += 1
+                    if packet.pts is not None:
+                        pts.append(int(packet.pts))
         except av.error.FFmpegError as e:
             raise VideoReadError(f"video {path} is corrupt after {n} frames: {e}") from e
         ctx = stream.codec_context
         if n == 0:
             raise VideoReadError(f"video {path} holds no frames")
+        if _variable_rate(pts):
+            raise VideoReadError(
+                f"video {path} has a variable frame rate (its frame timestamps are unevenly spaced), so frame "
+                "numbers are not a time base; convert it to a constant rate first, e.g. "
+                "ffmpeg -i IN -fps_mode cfr -r <fps> -c:v libx264 OUT.mp4")
         return VideoInfo(str(path), float(rate), n, int(ctx.width), int(ctx.height), ctx.name, str(ctx.pix_fmt))
     finally:
         container.close()
+
+
+def _variable_rate(pts: list[int], tolerance: float = 0.25, share: float = 0.05) -> bool:
+    """True when more than ``share`` of the frame intervals differ from the typical one by more than
+    ``tolerance`` of it (a constant-rate stream has equal intervals, B-frames or not)."""
+    if len(pts) < 8:
+        return False
+    d = np.diff(np.sort(np.asarray(pts, dtype=np.int64)))
+    d = d[d > 0]
+    if d.size < 7:
+        return False
+    typical = float(np.median(d))
+    return float(np.mean(np.abs(d - typical) > tolerance * typical)) > share
 
 
 def frame_to_rgb(frame: av.VideoFrame) -> np.ndarray:

@@ -34,7 +34,7 @@ BEHAVIOURS = (GROOMING, TWITCH)
 MOUSE_CLASS = "mouse"
 DATASETS = ("cohort_A", "cohort_B")
 DEFAULT_SIZES = ((320, 240), (384, 288), (352, 264))
-DEFAULT_FPS = (25, 30)
+DEFAULT_FPS = (25, 30, 50, 60)
 
 # Per-frame activity codes stored in VideoTruth.activity.
 ACTIVITIES = ("rest", "walk", "groom", "twitch")

@@ -144,7 +144,7 @@ def test_ingest_counts_the_frames_that_decode(tmp_path):
 
 def test_left_out_videos_name_stage_and_reason(tmp_path):
     from components.benchmark import left_out_videos
-    from components.report import _left_out_section
+    from components.report.page import _left_out_section
 
     rep = tmp_path / "ingest.json"
     rep.write_text(json.dumps({"decisions": [

@@ -1,346 +1,32 @@
-"""Benchmark report: ethogram and confusion-matrix figures, one self-contained HTML page,
-and per-frame / per-bout CSV files.
-
-The HTML page is built from the result of :func:`mvd.metrics.evaluate`; its images are
-embedded as base64 PNG data URIs, so the single file can be mailed or attached as is.
-Class colours are fixed by class order (:func:`class_colors`) so every figure agrees.
-"""
+"""The benchmark report page: one self-contained HTML file built from :func:`mvd.metrics.evaluate`'s
+result; its images are embedded as base64 PNG data URIs, so the file can be mailed or attached as is."""
 
 from __future__ import annotations
 
 import base64
-import csv
 import html
-import io
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
+from mvd.atomic import write_bytes
 
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-
-from .count_figures import agreement_figure  # noqa: E402
-
-__all__ = [
-    "IDLE_COLOR",
-    "PALETTE",
-    "class_colors",
-    "ethogram_png",
-    "confusion_png",
-    "write_report",
-    "write_frames_csv",
-    "write_bouts_csv",
-    "FRAMES_CSV_BASE",
-    "BOUTS_CSV_HEADER",
-]
+from .figures import (
+    _check_fps,
+    _confusion_figure,
+    _ethogram_figure,
+    _png_bytes,
+    agreement_figure,
+    class_colors,
+)
 
 logger = logging.getLogger(__name__)
-
-IDLE_COLOR = "#d9d9d9"
-# Action classes take these in class order (idle skipped); repeats after ten classes.
-PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
-           "#8c564b", "#e377c2", "#bcbd22", "#17becf", "#393b79"]
-FRAMES_CSV_BASE = ["frame", "label"]
-BOUTS_CSV_HEADER = ["label", "start_frame", "end_frame", "start_s", "end_s", "duration_s", "score"]
-_MAX_CURVE_POINTS = 4000
-_DPI = 100
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def class_colors(labels: Sequence[str], idle: int | None = 0) -> list[str]:
-    """One hex colour per class: idle light grey, action classes from :data:`PALETTE` in order."""
-    out, k = [], 0
-    for c in range(len(labels)):
-        if c == idle:
-            out.append(IDLE_COLOR)
-        else:
-            out.append(PALETTE[k % len(PALETTE)])
-            k += 1
-    return out
-
-
-def _plain(text: Any) -> str:
-    """Text shown literally by matplotlib (a "$" would otherwise start mathtext)."""
-    return str(text).replace("$", r"\$")
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _atomic_write_csv(path: Path, header: list[str], rows: Sequence[Sequence[Any]]) -> Path:
-    buf = io.StringIO(newline="")
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    return _atomic_write_bytes(Path(path), buf.getvalue().encode("utf-8"))
-
-
-def _png_bytes(fig: Figure) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=_DPI)
-    return buf.getvalue()
-
-
-def _frame_labels(arr: Any, num_classes: int, what: str) -> np.ndarray:
-    a = np.asarray(arr)
-    if a.ndim != 1:
-        raise ValueError(f"{what} must be a 1-D array of class indices, got shape {a.shape}")
-    if a.size and not np.issubdtype(a.dtype, np.integer):
-        if not np.all(np.mod(a, 1) == 0):
-            raise ValueError(f"{what} must hold integer class indices, got dtype {a.dtype}")
-    a = a.astype(np.int64, copy=False)
-    if a.size and (a.min() < 0 or a.max() >= num_classes):
-        bad = int(np.flatnonzero((a < 0) | (a >= num_classes))[0])
-        raise ValueError(f"{what} frame {bad}: label {int(a[bad])} is outside 0..{num_classes - 1}; "
-                         "pass the class names the labels index into")
-    return a
-
-
-def _check_probs(probs: Any, num_frames: int, num_classes: int, what: str) -> np.ndarray:
-    p = np.asarray(probs, dtype=np.float64)
-    if p.shape != (num_frames, num_classes):
-        raise ValueError(f"{what} has shape {p.shape}; expected ({num_frames} frames, "
-                         f"{num_classes} classes)")
-    return p
-
-
-def _check_fps(fps: float, what: str) -> float:
-    f = float(fps)
-    if not np.isfinite(f) or f <= 0:
-        raise ValueError(f"{what}: fps is {fps}; it must be > 0")
-    return f
-
-
-def _runs(lab: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Runs of equal labels: (start, length, label) arrays."""
-    if lab.size == 0:
-        return (np.zeros(0, np.int64),) * 3
-    change = np.flatnonzero(lab[1:] != lab[:-1]) + 1
-    starts = np.concatenate(([0], change))
-    ends = np.concatenate((change, [lab.size]))
-    return starts, ends - starts, lab[starts]
-
-
-def _curve(y: np.ndarray, fps: float) -> tuple[np.ndarray, np.ndarray]:
-    """Time and value of a probability curve; long curves become per-bin maxima so that
-    one-frame peaks stay visible."""
-    n = y.size
-    if n <= _MAX_CURVE_POINTS:
-        return np.arange(n) / fps, y
-    per = int(np.ceil(n / _MAX_CURVE_POINTS))
-    pad = (-n) % per
-    yy = np.concatenate((y, np.full(pad, -np.inf))).reshape(-1, per).max(axis=1)
-    t = (np.arange(yy.size) * per + per / 2.0) / fps
-    return t, yy
-
-
-# --------------------------------------------------------------------------- figures
-
-
-def _ethogram_figure(
-    labels: Sequence[str],
-    fps: float,
-    pred_labels: np.ndarray,
-    true_labels: np.ndarray | None,
-    probs: np.ndarray | None,
-    title: str,
-    idle: int | None,
-) -> Figure:
-    names = [str(x) for x in labels]
-    c = len(names)
-    if c == 0:
-        raise ValueError("labels is empty; pass the model's class names")
-    fps = _check_fps(fps, "ethogram")
-    pred = _frame_labels(pred_labels, c, "pred_labels")
-    n = pred.size
-    truth = None
-    if true_labels is not None:
-        truth = _frame_labels(true_labels, c, "true_labels")
-        if truth.size != n:
-            raise ValueError(f"true_labels has {truth.size} frames but pred_labels has {n}")
-    p = None if probs is None else _check_probs(probs, n, c, "probs")
-    colors = class_colors(names, idle)
-    duration = n / fps
-
-    rows = ([("truth", truth)] if truth is not None else []) + [("prediction", pred)]
-    fig = Figure(figsize=(14, 1.1 + 0.55 * len(rows) + (1.6 if p is not None else 0.0)),
-                 layout="constrained")
-    if p is not None:
-        ax, axp = fig.subplots(2, 1, sharex=True,
-                               gridspec_kw={"height_ratios": [0.55 * len(rows), 1.4]})
-    else:
-        ax, axp = fig.subplots(1, 1), None
-
-    for i, (_, lab) in enumerate(rows):
-        y = len(rows) - 1 - i
-        starts, lengths, cls = _runs(lab)
-        for k in range(c):
-            sel = cls == k
-            if not sel.any():
-                continue
-            xr = np.stack((starts[sel] / fps, lengths[sel] / fps), axis=1)
-            if k == idle:
-                ax.broken_barh(xr, (y - 0.4, 0.8), facecolors=colors[k], linewidth=0, zorder=1)
-            else:  # a thin edge keeps one-frame events at least a pixel wide
-                ax.broken_barh(xr, (y - 0.4, 0.8), facecolors=colors[k], edgecolors=colors[k],
-                               linewidth=0.6, zorder=2)
-    ax.set_yticks(range(len(rows)), [r[0] for r in reversed(rows)])
-    ax.set_ylim(-0.6, len(rows) - 0.4)
-    ax.set_xlim(0, max(duration, 1.0 / fps))
-    ax.xaxis.set_major_locator(MaxNLocator(nbins=20))
-    ax.grid(axis="x", color="#999999", alpha=0.35, linewidth=0.5, zorder=0)
-    ax.set_axisbelow(True)
-    for side in ("top", "right"):
-        ax.spines[side].set_visible(False)
-
-    handles = [Patch(facecolor=colors[k], edgecolor="none", label=_plain(names[k])) for k in range(c)]
-    fig.legend(handles=handles, loc="outside upper right", ncol=c, frameon=False, fontsize=9)
-    head = title or "ethogram"
-    fig.suptitle(_plain(f"{head}  ({n} frames, {duration:.1f} s at {fps:g} fps)"),
-                 x=0.01, ha="left", fontsize=11)
-
-    if axp is not None:
-        for k in range(c):
-            if k == idle:
-                continue
-            t, yv = _curve(p[:, k], fps)
-            axp.plot(t, yv, color=colors[k], linewidth=0.8)
-        axp.set_ylim(-0.02, 1.02)
-        axp.set_ylabel("probability", fontsize=9)
-        axp.grid(axis="x", color="#999999", alpha=0.35, linewidth=0.5)
-        for side in ("top", "right"):
-            axp.spines[side].set_visible(False)
-        axp.set_xlabel("time (s)")
-    else:
-        ax.set_xlabel("time (s)")
-    return fig
-
-
-def ethogram_png(
-    out_png: str | os.PathLike,
-    *,
-    labels: list[str],
-    fps: float,
-    pred_labels: np.ndarray,
-    true_labels: np.ndarray | None = None,
-    probs: np.ndarray | None = None,
-    title: str = "",
-    idle: int | None = 0,
-) -> Path:
-    """Timeline PNG: a "truth" row (if given) over a "prediction" row of coloured class
-    runs against time in seconds, idle light grey, and with ``probs`` (N, C) a panel of the
-    action-class probability curves below. Written atomically; returns the path."""
-    fig = _ethogram_figure(labels, fps, pred_labels, true_labels, probs, title, idle)
-    return _atomic_write_bytes(Path(out_png), _png_bytes(fig))
-
-
-def _confusion_figure(confusion: Sequence[Sequence[int]], labels: Sequence[str]) -> Figure:
-    names = [str(x) for x in labels]
-    m = np.asarray(confusion, dtype=np.int64)
-    c = len(names)
-    if m.shape != (c, c):
-        raise ValueError(f"confusion has shape {m.shape}; expected ({c}, {c}) for labels {names}")
-    rows = m.sum(axis=1, keepdims=True)
-    frac = np.divide(m, rows, out=np.zeros(m.shape, dtype=np.float64), where=rows > 0)
-    side = 1.5 * c + 2.5
-    fig = Figure(figsize=(side + 1.0, side), layout="constrained")
-    ax = fig.subplots()
-    im = ax.imshow(frac, cmap="Blues", vmin=0.0, vmax=1.0)
-    for i in range(c):
-        for j in range(c):
-            pct = f"{100 * frac[i, j]:.1f}%" if rows[i, 0] else "—"
-            ax.text(j, i, f"{m[i, j]:,}\n{pct}", ha="center", va="center", fontsize=10,
-                    color="white" if frac[i, j] > 0.55 else "black")
-    ticks = [_plain(x) for x in names]
-    ax.set_xticks(range(c), ticks, rotation=25, ha="right")
-    ax.set_yticks(range(c), ticks)
-    ax.set_xlabel("predicted class")
-    ax.set_ylabel("true class")
-    ax.set_title("frames: count and % of the true class (row)", fontsize=10)
-    fig.colorbar(im, ax=ax, shrink=0.8, label="fraction of true-class frames")
-    return fig
-
-
-def confusion_png(out_png: str | os.PathLike, confusion: list[list[int]],
-                  labels: Sequence[str]) -> Path:
-    """Heatmap of a frame confusion matrix (rows = truth, columns = prediction), each cell
-    annotated with its count and its row-normalised percentage. Written atomically."""
-    return _atomic_write_bytes(Path(out_png), _png_bytes(_confusion_figure(confusion, labels)))
-
-
-# --------------------------------------------------------------------------- CSV
-
-
-def write_frames_csv(path: str | os.PathLike, pred_labels: np.ndarray, probs: np.ndarray | None,
-                     labels: Sequence[str]) -> Path:
-    """Per-frame CSV ``frame,label,p_<class>...``: label is the class name, probabilities
-    with 4 decimals (no ``p_`` columns when ``probs`` is None). Written atomically."""
-    names = [str(x) for x in labels]
-    pred = _frame_labels(pred_labels, len(names), "pred_labels")
-    header = FRAMES_CSV_BASE + ([] if probs is None else [f"p_{x}" for x in names])
-    name_arr = np.asarray(names, dtype=object)[pred]
-    if probs is None:
-        rows = zip(range(pred.size), name_arr)
-    else:
-        p = _check_probs(probs, pred.size, len(names), "probs")
-        cells = np.char.mod("%.4f", p).tolist() if p.size else [[] for _ in range(pred.size)]
-        rows = ([i, name_arr[i], *cells[i]] for i in range(pred.size))
-    return _atomic_write_csv(Path(path), header, list(rows))
-
-
-def write_bouts_csv(path: str | os.PathLike, bouts: Sequence[Mapping[str, Any]], fps: float) -> Path:
-    """Bouts CSV ``label,start_frame,end_frame,start_s,end_s,duration_s,score``.
-
-    ``bouts`` are dicts with ``start``, ``end`` (inclusive frames), ``name`` (or ``label``)
-    and optionally ``score``, as in ``evaluate(...)["pred_bouts"][v]``. ``end_s`` is the end
-    of the last frame, ``(end + 1) / fps``; ``duration_s = (end - start + 1) / fps``.
-    """
-    fps = _check_fps(fps, str(path))
-    rows = []
-    for i, b in enumerate(bouts):
-        try:
-            start, end = int(b["start"]), int(b["end"])
-        except KeyError as exc:
-            raise ValueError(f"{path}: bout #{i} {dict(b)!r} lacks key {exc}; bouts need "
-                             "start and end frames") from exc
-        if start < 0 or end < start:
-            raise ValueError(f"{path}: bout #{i} has frames [{start}, {end}]; ranges are "
-                             "inclusive with 0 <= start <= end")
-        name = b.get("name", b.get("label"))
-        if name is None:
-            raise ValueError(f"{path}: bout #{i} has neither 'name' nor 'label'")
-        score = b.get("score")
-        rows.append([name, start, end, f"{start / fps:.6f}", f"{(end + 1) / fps:.6f}",
-                     f"{(end - start + 1) / fps:.6f}", "" if score is None else f"{float(score):.4f}"])
-    return _atomic_write_csv(Path(path), BOUTS_CSV_HEADER, rows)
-
-
-# --------------------------------------------------------------------------- HTML
 
 
 def _fmt(x: Any, nd: int = 3) -> str:
@@ -665,6 +351,6 @@ def write_report(
     for heading, text in (extra_sections or {}).items():
         parts.append(f"<h2>{_e(heading)}</h2><pre>{_e(text)}</pre>")
     parts.append("</body></html>\n")
-    out = _atomic_write_bytes(Path(out_html), "\n".join(parts).encode("utf-8"))
+    out = write_bytes(out_html, "\n".join(parts).encode("utf-8"))
     logger.info("wrote benchmark report %s (%d videos)", out, len(vids))
     return out

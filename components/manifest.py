@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from mvd.atomic import atomic_write
 
 SCHEMA = 1
 FILENAME = "manifest.json"
@@ -68,12 +69,7 @@ class Manifest:
 
     def write(self, directory: str | Path) -> Path:
         self.data_version = self.compute_version()
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        tmp = d / (FILENAME + ".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=1))
-        os.replace(tmp, d / FILENAME)
-        return d / FILENAME
+        return write_json(Path(directory) / FILENAME, asdict(self))
 
 
 def read_manifest(directory: str | Path) -> Manifest:
@@ -117,9 +113,6 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
 
 
 def write_json(path: str | Path, obj: Any) -> Path:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=str))
-    os.replace(tmp, p)
-    return p
+    """Write ``obj`` as JSON to ``path`` atomically (a temporary name, then a rename)."""
+    text = json.dumps(obj, indent=1, default=str)
+    return atomic_write(path, lambda tmp: tmp.write_text(text), needed=len(text.encode()))

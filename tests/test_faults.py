@@ -268,8 +268,8 @@ def test_lower_is_better_primary_metric(model_dir, tmp_path, capsys):
 
 
 def test_concurrent_registers_promote_exactly_one(model_dir, tmp_path, monkeypatch):
-    """Two runs finishing together: both read the champion before either moves it. One wins; the
-    other is recorded as not promoted."""
+    """Two runs with equal scores finishing together: both read the champion before either moves
+    it. One wins; the other, compared with the winner, is recorded as not promoted."""
     from mlflow.tracking import MlflowClient
 
     uri = _uri(tmp_path)
@@ -289,25 +289,27 @@ def test_concurrent_registers_promote_exactly_one(model_dir, tmp_path, monkeypat
     monkeypatch.setattr(MlflowClient, "get_model_version_by_alias", read_then_wait)
     results, errors = {}, []
 
-    def reg(score):
+    def reg(run):
         try:
-            results[score] = _register(uri, model_dir, {"frame_macro_f1": score}, run_name=f"run-{score}")
+            results[run] = _register(uri, model_dir, {"frame_macro_f1": 0.8}, run_name=run)
         except Exception as e:  # noqa: BLE001 - reported below
             errors.append(e)
 
-    threads = [threading.Thread(target=reg, args=(s,), name=f"reg-{s}") for s in (0.8, 0.9)]
+    threads = [threading.Thread(target=reg, args=(r,), name=f"reg-{r}") for r in ("a", "b")]
     for t in threads:
         t.start()
     for t in threads:
         t.join(120)
     assert not errors, errors
     c = tracking.client(uri)
-    tagged = [mv.version for mv in c.search_model_versions(f"name='{NAME}'")
-              if mv.tags.get("promotion") == "champion" and mv.version != "1"]
-    promoted = [s for s, r in results.items() if r["promoted"]]
+    tagged = [str(mv.version) for mv in c.search_model_versions(f"name='{NAME}'")
+              if mv.tags.get("promotion") == "champion" and str(mv.version) != "1"]
+    promoted = [run for run, r in results.items() if r["promoted"]]
     assert len(tagged) == 1 and len(promoted) == 1, (tagged, results)
     assert _champion(uri) == tagged[0]
     assert results[promoted[0]]["model_version"] == tagged[0]
+    loser = next(r for r in results.values() if not r["promoted"])
+    assert "does not beat champion 0.8000" in loser["reason"]
 
 
 # ----------------------------------------------------------------------------- 3. concurrent first runs

@@ -44,8 +44,8 @@ def _epoch(ckpt: Path) -> int:
 def find_resume_checkpoint(checkpoints_out: Path, cfg: Config, data_version: str, c: Any) -> Path | None:
     """The newest checkpoint of an earlier, unfinished training with the same configuration and
     data version, in the sibling pipeline runs of the local pipeline root (env MAR_PIPELINE_ROOT,
-    set by ``mar run``); None elsewhere. A training is unfinished when it wrote no ``last/`` model;
-    one whose MLflow run is still RUNNING (alive) is never taken."""
+    set by ``mar run``); None elsewhere. A training is unfinished when neither it nor a run that
+    resumed it wrote a ``last/`` model; one whose MLflow run is still RUNNING (alive) is never taken."""
     root = os.environ.get("MAR_PIPELINE_ROOT", "")
     if not root:
         return None
@@ -57,14 +57,23 @@ def find_resume_checkpoint(checkpoints_out: Path, cfg: Config, data_version: str
     if len(rel.parts) < 2:
         return None
     want = _plain_config(cfg)
-    found: list[Path] = []
+    states: dict[Path, dict[str, Any]] = {}
     for state_file in root.glob("/".join(("*", *rel.parts[1:], STATE_FILE))):
-        work = state_file.parent
-        if work == here or (work / "last").exists():
-            continue
         try:
-            state = json.loads(state_file.read_text())
+            states[state_file.parent.resolve()] = json.loads(state_file.read_text())
         except (OSError, json.JSONDecodeError):
+            continue
+    continued: dict[Path, list[Path]] = {}  # training dir -> the dirs of runs that resumed it
+    for work, state in states.items():
+        if state.get("resumed_from"):
+            continued.setdefault(Path(state["resumed_from"]).resolve().parent.parent, []).append(work)
+
+    def done(work: Path, seen: frozenset = frozenset()) -> bool:  # finished, itself or by a continuation
+        return (work / "last").exists() or any(done(w, seen | {work}) for w in continued.get(work, []) if w not in seen)
+
+    found: list[Path] = []
+    for work, state in states.items():
+        if work == here or done(work):
             continue
         if state.get("config") != want or state.get("data_version") != data_version:
             continue
@@ -115,7 +124,7 @@ def run_train(
     try:
         c.log_dict(run_id, cfg.to_dict(), "config.json")
         write_json(work / STATE_FILE, {"config": _plain_config(cfg), "data_version": data_version,
-                                        "mlflow_run_id": run_id})
+                                        "mlflow_run_id": run_id, "resumed_from": str(resume or "")})
         if resume is not None:
             _continue_from(resume, work, c, run_id)
         if _gpu_count() > 1 and "WORLD_SIZE" not in os.environ:

@@ -175,6 +175,9 @@ def test_rerun_resumes_training_of_killed_run(shards, tmp_path, monkeypatch):
     # the curves of the earlier epochs are on the new run too
     assert [m.step for m in c.get_metric_history(s["mlflow_run_id"], "train_loss")] == [1, 2, 3, 4]
     assert (root / "run-c" / "train-op" / "model" / "model.safetensors").is_file()
+    # that training is finished now: the next run starts afresh
+    s = _run_train(shards, root, "run-d", uri)
+    assert "resumed_from" not in c.get_run(s["mlflow_run_id"]).data.tags
 
 
 def test_pipeline_failure_names_root_cause_and_marks_run_failed(tmp_path, monkeypatch, capfd):

@@ -559,3 +559,47 @@ def test_undeclared_tag_keeps_the_video(tmp_path, caplog):
     cfg.data.unknown_tags = "error"
     with pytest.raises(IngestError, match="rearing"):
         run_ingest(str(root), cfg, tmp_path / "out2")
+
+
+# ----------------------------------------------------------------------------- the whole DAG, killed and run again
+
+
+@pytest.mark.slow
+def test_killed_mar_run_is_marked_killed_and_resumed(tmp_path):
+    """`mar run` killed (SIGKILL to it and its task processes) after the first checkpoint: the
+    next `mar run` with the same workdir and source marks the orphaned MLflow run KILLED and
+    resumes training from that checkpoint."""
+    import signal
+
+    from mlflow.tracking import MlflowClient
+
+    from pipeline.demo_data import write_demo_project
+
+    project = write_demo_project(tmp_path / "project", n_videos=5, seed=3, duration_s=(10, 12),
+                                 sizes=[(160, 120), (192, 144)])
+    work = tmp_path / "work"
+    cmd = [sys.executable, "-m", "pipeline.cli", "run", "--source", str(project.root), "--profile", "cpu",
+           "--set", "train.epochs=3", "--set", "train.save_ckpt_freq=1", "--set", "train.samples_per_epoch=32",
+           "--workdir", str(work), "--json"]
+    cwd = Path(__file__).resolve().parents[1]
+    first = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
+    deadline = time.time() + 600
+    while not list((work / "kfp").glob("*/train-op/checkpoints/checkpoints/checkpoint-epoch0001.pt")):
+        assert first.poll() is None and time.time() < deadline, "the first run ended before its first checkpoint"
+        time.sleep(0.5)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    uri = f"sqlite:///{work / 'mlflow.db'}"
+    c = MlflowClient(tracking_uri=uri)
+    exp = c.get_experiment_by_name("mouse-action-recognition").experiment_id
+    (killed,) = c.search_runs([exp])
+    assert killed.info.status == "RUNNING"
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert c.get_run(killed.info.run_id).info.status == "KILLED"
+    run = c.get_run(summary["mlflow_run_id"])
+    assert run.data.tags["resumed_from"].endswith("checkpoint-epoch0001.pt")
+    assert run.info.status == "FINISHED"
+    assert [m.step for m in c.get_metric_history(run.info.run_id, "train_loss")] == [1, 2, 3]

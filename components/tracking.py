@@ -123,7 +123,8 @@ def owner_tags() -> dict[str, str]:
     """``mar.host`` and ``mar.pids`` (``pid:start`` of the local runner, if any, and this process)."""
     pids = [int(os.environ["MAR_DRIVER_PID"])] if os.environ.get("MAR_DRIVER_PID", "").isdigit() else []
     pids.append(os.getpid())
-    return {"mar.host": socket.gethostname(), "mar.pids": ",".join(f"{p}:{_proc_start(p)}" for p in dict.fromkeys(pids))}
+    owners = ",".join(f"{p}:{_proc_start(p)}" for p in dict.fromkeys(pids))
+    return {"mar.host": socket.gethostname(), "mar.pids": owners}
 
 
 def end_run(c: MlflowClient, run_id: str, status: str, reason: str) -> None:

@@ -48,12 +48,15 @@ def resolve_model(model: str, tracking_uri: str = "") -> Path:
                            "(models:/<name>@<alias> or models:/<name>/<version>)")
     import mlflow
 
-    from . import tracking
+    from .registry import RegistryError, open_store
 
     tracking_uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
     if not tracking_uri:
         raise PredictError(f"{uri} needs an MLflow tracking URI: set MLFLOW_TRACKING_URI or pass --tracking-uri")
-    tracking.client(tracking_uri)
+    try:
+        open_store(tracking_uri)  # never creates an empty store for a mistyped sqlite URI
+    except RegistryError as e:
+        raise PredictError(f"cannot fetch {uri}: {e}") from e
     try:
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
     except mlflow.exceptions.MlflowException as e:

@@ -6,11 +6,13 @@ import json
 import logging
 import os
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mvd.atomic import disk_full, is_disk_full, tree_size
 from mvd.config import Config
 
 from . import tracking
@@ -36,15 +38,31 @@ def code_version() -> str:
         return "unknown"
 
 
-def decide_promotion(new: float | None, champion: float | None, margin: float) -> tuple[bool, str]:
-    """Whether the new version becomes champion, and why."""
+def lower_is_better(metric: str) -> bool:
+    """Direction of a metric: counts (``count_*``) and anything naming an error, MAE or loss are
+    lower-is-better; every other metric (F1, precision, recall, accuracy, AP) is higher-is-better."""
+    m = metric.lower()
+    return m.startswith("count_") or any(w in m for w in ("error", "mae", "loss"))
+
+
+def decide_promotion(new: float | None, champion: float | None, margin: float, metric: str = "",
+                     missing_classes: Sequence[str] = ()) -> tuple[bool, str]:
+    """Whether the new version becomes champion, and why. ``missing_classes``: classes the champion
+    has scores for and the new version has none (its benchmark lacked them); never promoted then."""
+    if missing_classes:
+        return False, (f"new version has no score for {list(missing_classes)}, which the champion is scored on "
+                       "(its test videos have no such events?); not promoted automatically, promote it by hand "
+                       "with --force if intended")
     if new is None or not np.isfinite(new):
         return False, "new version has no primary metric"
     if champion is None:
         return True, f"no champion yet; new version scores {new:.4f}"
-    if new > champion + margin:
-        return True, f"{new:.4f} beats champion {champion:.4f} by more than margin {margin}"
-    return False, f"{new:.4f} does not beat champion {champion:.4f} by more than margin {margin}"
+    lower = lower_is_better(metric)
+    beats = new < champion - margin if lower else new > champion + margin
+    direction = " (lower is better)" if lower else ""
+    if beats:
+        return True, f"{new:.4f} beats champion {champion:.4f} by more than margin {margin}{direction}"
+    return False, f"{new:.4f} does not beat champion {champion:.4f} by more than margin {margin}{direction}"
 
 
 def run_register(
@@ -61,6 +79,8 @@ def run_register(
     from mlflow.models import ModelSignature
     from mlflow.types import Schema, TensorSpec
 
+    from .registry import set_champion
+
     c = tracking.client(tracking_uri)
     card = json.loads((Path(model_dir) / "model_card.json").read_text())
     inp = card["input"]
@@ -72,39 +92,74 @@ def run_register(
         example = np.zeros((1, *shape[1:]), dtype=np.float32)
     name = cfg.register.model_name
     summary = results["summary"]
-    with mlflow.start_run(run_id=mlflow_run_id):
-        info = mlflow.pyfunc.log_model(
-            name="model", python_model=tracking.VideoClipClassifier(), artifacts={"model_dir": str(model_dir)},
-            signature=signature, input_example=example, registered_model_name=name,
-            pip_requirements=["torch", "timm", "safetensors", "numpy", "mouse-action-recognition"],
-        )
+    try:
+        with mlflow.start_run(run_id=mlflow_run_id):
+            info = mlflow.pyfunc.log_model(
+                name="model", python_model=tracking.VideoClipClassifier(), artifacts={"model_dir": str(model_dir)},
+                signature=signature, input_example=example, registered_model_name=name,
+                pip_requirements=["torch", "timm", "safetensors", "numpy", "mouse-action-recognition"],
+            )
+    except BaseException as e:
+        where = _discard_unfinished_models(c, mlflow_run_id)
+        tracking.end_run(c, mlflow_run_id, "FAILED", f"register: {type(e).__name__}: {e}")
+        if is_disk_full(e):
+            raise disk_full(e, where or model_dir, tree_size(model_dir)) from e
+        raise
     version = str(info.registered_model_version)
     primary = cfg.register.primary_metric
-    new_value = summary.get(primary)
+    # full precision (repr) so that a later comparison reads back exactly the value compared now
     tags = {"data_version": card.get("data_version", ""), "code_version": code_version(), "kfp_run_id": kfp_run_id,
             "mlflow_run_id": mlflow_run_id, "arch": card["arch"], "labels": json.dumps(card["labels"]),
-            **{f"metric.{k}": f"{v:.6g}" for k, v in summary.items() if isinstance(v, (int, float))}}
+            **{f"metric.{k}": repr(float(v)) for k, v in summary.items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool)}}
     for k, v in tags.items():
         c.set_model_version_tag(name, version, k, str(v))
     c.set_registered_model_alias(name, "candidate", version)
-    champion_value = None
-    try:
-        champ = c.get_model_version_by_alias(name, "champion")
-        raw = champ.tags.get(f"metric.{primary}")
-        champion_value = float(raw) if raw is not None else None
-        champion_version = champ.version
-    except mlflow.exceptions.MlflowException:
-        champion_version = None
-    promote, reason = decide_promotion(new_value, champion_value, cfg.register.promote_margin)
-    if promote:
-        c.set_registered_model_alias(name, "champion", version)
-    c.set_model_version_tag(name, version, "promotion", "champion" if promote else "candidate")
-    c.set_model_version_tag(name, version, "promotion_reason", reason)
+    p = set_champion(c, name, version, metric=primary, margin=cfg.register.promote_margin,
+                     new_metrics={k: float(v) for k, v in summary.items()
+                                  if isinstance(v, (int, float)) and not isinstance(v, bool)},
+                     tracking_uri=tracking_uri)
+    promote, reason, champion_version = p.promoted, p.reason, p.previous_champion
     logger.info("registered %s version %s; champion: %s (%s)", name, version, promote, reason)
     mirrored = _mirror(c, model_dir, cfg, name, version, mlflow_run_id, kfp_run_id, report)
     return {"model_name": name, "model_version": version, "promoted": promote, "reason": reason,
             "previous_champion": champion_version, "primary_metric": primary, "mlflow_run_id": mlflow_run_id,
             "mirrored": mirrored}
+
+
+def _discard_unfinished_models(c, run_id: str) -> str:
+    """After a failed ``log_model``: delete the partly written local artifacts of the run's
+    unfinished logged models and mark them FAILED; returns the artifact location of the last one."""
+    import shutil
+    from urllib.parse import urlparse
+    from urllib.request import url2pathname
+
+    import mlflow
+    from mlflow.entities import LoggedModelStatus
+
+    where = ""
+    try:
+        exp = c.get_run(run_id).info.experiment_id
+        models = mlflow.search_logged_models(experiment_ids=[exp], filter_string=f"source_run_id = '{run_id}'",
+                                             output_format="list")
+    except mlflow.exceptions.MlflowException as e:
+        logger.warning("could not look up the logged models of run %s: %s", run_id, e)
+        return where
+    for m in models:
+        if m.status == LoggedModelStatus.READY:
+            continue
+        loc = urlparse(m.artifact_location)
+        if loc.scheme in ("", "file"):
+            where = url2pathname(loc.path)
+            shutil.rmtree(where, ignore_errors=True)
+        else:
+            where = m.artifact_location
+        try:
+            if m.status == LoggedModelStatus.PENDING:
+                c.finalize_logged_model(m.model_id, LoggedModelStatus.FAILED)
+        except mlflow.exceptions.MlflowException as e:
+            logger.warning("could not mark logged model %s FAILED: %s", m.model_id, e)
+    return where
 
 
 def _mirror(c, model_dir: str | Path, cfg: Config, name: str, version: str, mlflow_run_id: str, kfp_run_id: str,

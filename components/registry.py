@@ -6,9 +6,12 @@ Versions carry the tags written by ``components.register`` (``metric.<name>``, `
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
 import os
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +20,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from . import tracking
-from .register import decide_promotion
+from .register import decide_promotion, lower_is_better
 
 logger = logging.getLogger(__name__)
 
@@ -34,12 +37,14 @@ def resolve_tracking_uri(tracking_uri: str = "", workdir: str | os.PathLike[str]
 
 
 def open_store(tracking_uri: str) -> MlflowClient:
-    """An MLflow client; a ``sqlite:///`` store must already exist (never create an empty one)."""
-    if tracking_uri.startswith("sqlite:///"):
-        path = Path(tracking_uri[len("sqlite:///"):])
-        if not path.is_file():
-            raise RegistryError(f"no MLflow store at {path}: run `mar run` (or `mar demo`) with that --workdir first, "
-                                "or pass --tracking-uri / set MLFLOW_TRACKING_URI")
+    """An MLflow client; a ``sqlite:`` store must already exist (never create an empty one)."""
+    try:
+        path = tracking.sqlite_path(tracking_uri)
+    except ValueError as e:
+        raise RegistryError(str(e)) from e
+    if path is not None and not path.is_file():
+        raise RegistryError(f"no MLflow store at {path} (tracking URI {tracking_uri}): run `mar run` (or `mar demo`) "
+                            "with that --workdir first, or pass the right --tracking-uri / set MLFLOW_TRACKING_URI")
     return tracking.client(tracking_uri)
 
 
@@ -73,6 +78,35 @@ def get_version(c: MlflowClient, name: str, version: str) -> Any:
         raise RegistryError(f"model {name!r} has no version {version!r}; versions: {have or 'none'}") from e
 
 
+# per-class scores: a class is "scored" by a version when one of these keys exists for it
+CLASS_SCORE_PREFIXES = ("frame_f1/", "event_hit_f1/")
+
+
+def scored_classes(metrics: Mapping[str, float]) -> set[str]:
+    return {k.split("/", 1)[1] for k, v in metrics.items()
+            if k.startswith(CLASS_SCORE_PREFIXES) and v is not None and math.isfinite(v)}
+
+
+def version_metrics(c: MlflowClient, mv: Any) -> dict[str, float]:
+    """A version's metrics at full precision: its run's metrics over its ``metric.*`` tags."""
+    out: dict[str, float] = {}
+    for k, raw in mv.tags.items():
+        if k.startswith("metric."):
+            try:
+                out[k[len("metric."):]] = float(raw)
+            except ValueError:
+                pass
+    if mv.run_id:
+        try:
+            run_metrics = c.get_run(mv.run_id).data.metrics
+        except MlflowException as e:
+            if not _not_found(e):
+                raise
+            run_metrics = {}
+        out.update(run_metrics)
+    return out
+
+
 def metric_value(mv: Any, metric: str) -> float | None:
     raw = mv.tags.get(f"metric.{metric}")
     try:
@@ -96,6 +130,7 @@ def list_versions(c: MlflowClient, name: str, metric: str) -> list[dict[str, Any
         "created": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(mv.creation_timestamp / 1000)),
         "run_id": mv.run_id or "",
         "promotion": mv.tags.get("promotion", ""),
+        "lower_is_better": lower_is_better(metric),
     } for mv in _versions(c, name)]
 
 
@@ -109,27 +144,71 @@ class Promotion:
 
 
 def promote(c: MlflowClient, name: str, version: str, *, metric: str, margin: float,
-            force: bool = False) -> Promotion:
+            force: bool = False, tracking_uri: str = "") -> Promotion:
     """Move alias ``champion`` to ``version`` if it beats the champion by ``margin`` (or ``force``)."""
     mv = get_version(c, name, version)
-    version = str(mv.version)
+    return set_champion(c, name, str(mv.version), metric=metric, margin=margin, force=force,
+                        tracking_uri=tracking_uri, label=f"{metric}: ")
+
+
+def _lock_path(tracking_uri: str) -> Path | None:
+    db = tracking.sqlite_path(tracking_uri) if tracking_uri else None
+    return None if db is None else db.with_name(db.name + ".registry.lock")
+
+
+@contextlib.contextmanager
+def _registry_lock(tracking_uri: str) -> Iterator[bool]:
+    """Serialise champion decisions on a local sqlite store (yields True); elsewhere yields False."""
+    path = _lock_path(tracking_uri)
+    if path is None:
+        yield False
+        return
+    with tracking.file_lock(path):
+        yield True
+
+
+def _champion(c: MlflowClient, name: str) -> Any:
     try:
-        champ = c.get_model_version_by_alias(name, CHAMPION)
+        return c.get_model_version_by_alias(name, CHAMPION)
     except MlflowException as e:
-        if not _not_found(e):
-            raise
-        champ = None
-    previous = str(champ.version) if champ is not None else None
-    if previous == version:
-        return Promotion(name, version, False, f"version {version} is already the champion", previous)
-    ok, reason = decide_promotion(metric_value(mv, metric), metric_value(champ, metric) if champ else None, margin)
-    reason = f"{metric}: {reason}"
-    if not ok and force:
-        ok, reason = True, f"forced: {reason}"
-    if ok:
-        c.set_registered_model_alias(name, CHAMPION, version)
-    c.set_model_version_tag(name, version, "promotion", CHAMPION if ok else "candidate")
-    c.set_model_version_tag(name, version, "promotion_reason", reason)
+        if _not_found(e) or "not found" in str(e):  # sqlite says INVALID_PARAMETER_VALUE for a missing alias
+            return None
+        raise
+
+
+def set_champion(c: MlflowClient, name: str, version: str, *, metric: str, margin: float,
+                 new_metrics: Mapping[str, float] | None = None, force: bool = False, tracking_uri: str = "",
+                 label: str = "") -> Promotion:
+    """Compare ``version`` with the champion and move the alias if it wins, as one step: on a
+    sqlite store under a file lock beside the database, so that of two runs finishing together
+    the second compares with the first's result; on a server, the alias is read back after a
+    short wait (MAR_PROMOTION_SETTLE_S, default 2 s) and a version that finds another one there
+    records that it was not promoted. Tags ``promotion`` and ``promotion_reason`` on the version."""
+    version = str(version)
+    tracking_uri = tracking_uri or getattr(c, "_registry_uri", "") or ""
+    with _registry_lock(tracking_uri) as locked:
+        champ = _champion(c, name)
+        previous = str(champ.version) if champ is not None else None
+        if previous == version:
+            return Promotion(name, version, False, f"version {version} is already the champion", previous)
+        new = dict(new_metrics) if new_metrics is not None else version_metrics(c, c.get_model_version(name, version))
+        old = version_metrics(c, champ) if champ is not None else {}
+        missing = sorted(scored_classes(old) - scored_classes(new)) if champ is not None else []
+        ok, reason = decide_promotion(new.get(metric), old.get(metric) if champ is not None else None, margin,
+                                      metric=metric, missing_classes=missing)
+        reason = f"{label}{reason}"
+        if not ok and force:
+            ok, reason = True, f"forced: {reason}"
+        if ok:
+            c.set_registered_model_alias(name, CHAMPION, version)
+            if not locked:
+                time.sleep(float(os.environ.get("MAR_PROMOTION_SETTLE_S", "2")))
+                now = _champion(c, name)
+                if now is not None and str(now.version) != version:
+                    ok, reason = False, (f"{reason}; but version {now.version} was made champion by a concurrent "
+                                         "registration, so this version stays candidate")
+        c.set_model_version_tag(name, version, "promotion", CHAMPION if ok else "candidate")
+        c.set_model_version_tag(name, version, "promotion_reason", reason)
     logger.info("%s version %s: champion %s (%s)", name, version, ok, reason)
     return Promotion(name, version, ok, reason, previous)
 

@@ -58,6 +58,7 @@ def read_project(root: str | Path, box_class: str = "mouse") -> tuple[list[Proje
     except Exception as e:  # the SDK raises many kinds of errors for malformed projects
         raise ProjectError(f"source {root} could not be read as a Supervisely video project: {e}") from e
     meta = project.meta
+    undeclared: dict[str, str] = {}  # tag name -> first annotation that uses it
     items: list[ProjectItem] = []
     for ds in project.datasets:
         ds_name = getattr(ds, "name", None) or ds.short_name
@@ -69,8 +70,9 @@ def read_project(root: str | Path, box_class: str = "mouse") -> tuple[list[Proje
                 items.append(item)
                 continue
             try:
+                meta = _declare_used_tags(sly, meta, ann_path, root, undeclared)
                 ann = sly.VideoAnnotation.load_json_file(str(ann_path), meta)
-            except Exception as e:  # malformed JSON or tags not in meta
+            except Exception as e:  # malformed JSON or geometry the SDK rejects
                 item.error = f"annotation {ann_path} cannot be read: {e}"
                 items.append(item)
                 continue
@@ -89,8 +91,33 @@ def read_project(root: str | Path, box_class: str = "mouse") -> tuple[list[Proje
                     g = fig.geometry
                     item.boxes[int(frame.index)] = (float(g.left), float(g.top), float(g.right + 1), float(g.bottom + 1))
             items.append(item)
-    tag_names = [t.name for t in meta.tag_metas]
+    tag_names = [t.name for t in meta.tag_metas]  # declared ones, then the undeclared ones in use
     return items, tag_names
+
+
+def _declare_used_tags(sly, meta, ann_path: Path, root: Path, undeclared: dict[str, str]):
+    """``meta`` plus a tag meta for each tag the annotation uses that meta.json does not declare
+    (the SDK would drop the whole video with "TagMeta is None"); each such tag is named once in a
+    warning. Whether the tag is then used or ignored is decided like any other tag (ingest's
+    ``data.tag_map`` / ``data.unknown_tags``)."""
+    import json
+
+    try:
+        raw = json.loads(ann_path.read_text())
+    except (OSError, ValueError):
+        return meta  # the SDK's own error names the file
+    used = {t.get("name") for t in raw.get("tags", []) if isinstance(t, dict) and t.get("name")}
+    values = {t.get("name"): t.get("value") for t in raw.get("tags", []) if isinstance(t, dict)}
+    for name in sorted(n for n in used if meta.get_tag_meta(n) is None):
+        value = values.get(name)
+        kind = (sly.TagValueType.NONE if value is None else
+                sly.TagValueType.ANY_NUMBER if isinstance(value, (int, float)) else sly.TagValueType.ANY_STRING)
+        meta = meta.add_tag_meta(sly.TagMeta(name, kind))
+        if name not in undeclared:
+            undeclared[name] = str(ann_path)
+            logger.warning("tag %r is used in %s but not declared in %s; reading it anyway (declare it in "
+                           "meta.json to silence this)", name, ann_path, root / "meta.json")
+    return meta
 
 
 def boxes_array(boxes: dict[int, tuple[float, float, float, float]], num_frames: int) -> np.ndarray:

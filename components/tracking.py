@@ -6,8 +6,13 @@ on a cluster the tracking URI points at the MLflow server.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
+import socket
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +27,48 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 logger = logging.getLogger(__name__)
 
 
+SQLITE_PREFIX = "sqlite:///"
+_READY: set[str] = set()  # sqlite stores this process has opened (created and migrated)
+
+
+def sqlite_path(tracking_uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` tracking URI, None for other schemes; a malformed
+    ``sqlite:`` URI (one that would open some other file) raises ValueError."""
+    if not tracking_uri.lower().startswith("sqlite:"):
+        return None
+    if not tracking_uri.startswith(SQLITE_PREFIX) or len(tracking_uri) == len(SQLITE_PREFIX):
+        raise ValueError(f"tracking URI {tracking_uri!r} is not a usable sqlite URI: write sqlite:/// followed by "
+                         "the database path, e.g. sqlite:///work/mlflow.db (relative) or sqlite:////data/mlflow.db "
+                         "(absolute)")
+    return Path(tracking_uri[len(SQLITE_PREFIX):])
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``path`` (created if missing), held for the ``with`` block; it
+    serialises processes and threads alike, since each acquisition opens the file anew."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
 def client(tracking_uri: str) -> MlflowClient:
+    """A client for ``tracking_uri``. A sqlite store is created (and migrated) under a file lock
+    beside the database, so two processes opening the same new store do not both migrate it."""
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
-    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    db = sqlite_path(tracking_uri)
+    if db is None or tracking_uri in _READY:
+        return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    with file_lock(db.with_name(db.name + ".lock")):
+        c = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)  # creates and migrates the tables
+        c._get_registry_client().store  # noqa: B018 - the registry tables too
+    _READY.add(tracking_uri)
+    return c
 
 
 def ensure_experiment(c: MlflowClient, name: str, artifact_root: str = "") -> str:
@@ -40,11 +83,108 @@ def ensure_experiment(c: MlflowClient, name: str, artifact_root: str = "") -> st
 
 def start_run(tracking_uri: str, experiment: str, run_name: str, params: dict[str, Any], artifact_root: str = "",
               tags: dict[str, str] | None = None) -> str:
+    """A new RUNNING run tagged with the processes that own it (see ``end_orphaned_runs``)."""
     c = client(tracking_uri)
     exp_id = ensure_experiment(c, experiment, artifact_root)
-    run = c.create_run(exp_id, run_name=run_name or None, tags=tags or {})
+    run = c.create_run(exp_id, run_name=run_name or None, tags={**owner_tags(), **(tags or {})})
     log_params(c, run.info.run_id, params)
     return run.info.run_id
+
+
+# ----------------------------------------------------------------------------- runs that never end
+# A run is started by the train stage and ended by register. A stage that fails ends it FAILED
+# (the stage itself, or the local runner); a run whose processes were killed is found by the next
+# run: RUNNING, its owner processes gone from this host, or idle for longer than
+# MAR_ORPHAN_AFTER_HOURS (default 72) when it ran elsewhere.
+
+ORPHAN_AFTER_HOURS = 72.0
+
+
+def _proc_start(pid: int) -> str:
+    """The start time of process ``pid`` (clock ticks since boot, from /proc), "" if unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def _alive(pid: int, start: str) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return not start or _proc_start(pid) in ("", start)  # a reused pid has another start time
+
+
+def owner_tags() -> dict[str, str]:
+    """``mar.host`` and ``mar.pids`` (``pid:start`` of the local runner, if any, and this process)."""
+    pids = [int(os.environ["MAR_DRIVER_PID"])] if os.environ.get("MAR_DRIVER_PID", "").isdigit() else []
+    pids.append(os.getpid())
+    owners = ",".join(f"{p}:{_proc_start(p)}" for p in dict.fromkeys(pids))
+    return {"mar.host": socket.gethostname(), "mar.pids": owners}
+
+
+def end_run(c: MlflowClient, run_id: str, status: str, reason: str) -> None:
+    """End a RUNNING run with ``status`` (FAILED, KILLED) and tag ``mar.end_reason``; others are left alone."""
+    try:
+        if c.get_run(run_id).info.status != "RUNNING":
+            return
+        c.set_tag(run_id, "mar.end_reason", reason[:4000])
+        c.set_terminated(run_id, status)
+    except mlflow.exceptions.MlflowException as e:  # ending a run must never hide the error being reported
+        logger.warning("could not mark MLflow run %s %s: %s", run_id, status, e)
+
+
+def end_named_runs(tracking_uri: str, experiment: str, run_name: str, status: str, reason: str) -> list[str]:
+    """End the RUNNING runs of ``experiment`` named ``run_name`` (one pipeline run's); returns their ids."""
+    c = client(tracking_uri)
+    exp = c.get_experiment_by_name(experiment)
+    if exp is None:
+        return []
+    runs = c.search_runs([exp.experiment_id], filter_string=f"attributes.run_name = '{run_name}' "
+                                                          "and attributes.status = 'RUNNING'")
+    for r in runs:
+        end_run(c, r.info.run_id, status, reason)
+    return [r.info.run_id for r in runs]
+
+
+def _last_activity_ms(c: MlflowClient, run: Any) -> int:
+    last = run.info.start_time or 0
+    for key in ("train_loss", "frame_macro_f1"):
+        if key in run.data.metrics:
+            last = max([last, *(m.timestamp for m in c.get_metric_history(run.info.run_id, key))])
+    return last
+
+
+def end_orphaned_runs(c: MlflowClient, experiment_id: str, max_idle_hours: float | None = None) -> list[str]:
+    """Mark KILLED the RUNNING runs of the experiment whose processes are gone: on this host, none of
+    the processes in their ``mar.pids`` tag is alive; elsewhere (or untagged), no activity for
+    ``max_idle_hours`` (default env MAR_ORPHAN_AFTER_HOURS, else 72). Returns the ids ended."""
+    if max_idle_hours is None:
+        max_idle_hours = float(os.environ.get("MAR_ORPHAN_AFTER_HOURS", "") or ORPHAN_AFTER_HOURS)
+    host, now = socket.gethostname(), time.time() * 1000
+    ended = []
+    for run in c.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=1000):
+        tags = run.data.tags
+        owners = [p.split(":", 1) for p in tags.get("mar.pids", "").split(",") if p.split(":", 1)[0].isdigit()]
+        if tags.get("mar.host") == host and owners:
+            if any(_alive(int(pid), start) for pid, start in owners):
+                continue
+            reason = (f"killed: its process(es) {', '.join(pid for pid, _ in owners)} on {host} ended "
+                      "without ending the run; found by a later run")
+        else:
+            idle_h = (now - _last_activity_ms(c, run)) / 3.6e6
+            if idle_h < max_idle_hours:
+                continue
+            reason = (f"killed: no activity for {idle_h:.1f} h (more than {max_idle_hours:g} h, "
+                      "MAR_ORPHAN_AFTER_HOURS); found by a later run")
+        end_run(c, run.info.run_id, "KILLED", reason)
+        logger.warning("MLflow run %s (%s) marked KILLED: %s", run.info.run_id, run.info.run_name, reason)
+        ended.append(run.info.run_id)
+    return ended
 
 
 def log_params(c: MlflowClient, run_id: str, params: dict[str, Any]) -> None:

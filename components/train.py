@@ -3,21 +3,24 @@ fit the post-processing rules on the whole validation videos and write them, wit
 figures, into the model card's inference contract."""
 
 
+import dataclasses
 import json
 import logging
 import os
-import shutil
+import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-from mvd.atomic import write_text
+from mlflow.exceptions import MlflowException
+
+from mvd.atomic import atomic_copy_tree, write_text
 from mvd.calibrate import ValVideo, fit_postprocess
 from mvd.card import inference_spec
 from mvd.config import Config, pinned_rules
 from mvd.crops_index import read_crops_index
-from mvd.manifest import read_manifest
+from mvd.manifest import read_manifest, write_json
 from mvd.metrics import evaluate
 from mvd.shards import ShardReader
 from mvd.train import train
@@ -28,12 +31,69 @@ from .scoring import score_records
 
 logger = logging.getLogger(__name__)
 
+STATE_FILE = "train_state.json"  # beside the checkpoints: what a later run needs to resume this one
+
 
 def _copy_tree(src: Path, dst: Path) -> None:
-    dst.mkdir(parents=True, exist_ok=True)
-    for p in src.iterdir():
-        if p.is_file():
-            shutil.copy2(p, dst / p.name)
+    atomic_copy_tree(src, dst)
+
+
+def _plain_config(cfg: Config) -> dict[str, Any]:
+    d = cfg.to_dict()
+    d["train"] = {**d["train"], "resume": ""}
+    return d
+
+
+def _epoch(ckpt: Path) -> int:
+    m = re.search(r"epoch(\d+)", ckpt.name)
+    return int(m.group(1)) if m else -1
+
+
+def find_resume_checkpoint(checkpoints_out: Path, cfg: Config, data_version: str, c: Any) -> Path | None:
+    """The newest checkpoint of an earlier, unfinished training with the same configuration and
+    data version, in the sibling pipeline runs of the local pipeline root (env MAR_PIPELINE_ROOT,
+    set by ``mar run``); None elsewhere. A training is unfinished when neither it nor a run that
+    resumed it wrote a ``last/`` model; one whose MLflow run is still RUNNING (alive) is never taken."""
+    root = os.environ.get("MAR_PIPELINE_ROOT", "")
+    if not root:
+        return None
+    root, here = Path(root).resolve(), checkpoints_out.resolve()
+    try:
+        rel = here.relative_to(root)
+    except ValueError:
+        return None
+    if len(rel.parts) < 2:
+        return None
+    want = _plain_config(cfg)
+    states: dict[Path, dict[str, Any]] = {}
+    for state_file in root.glob("/".join(("*", *rel.parts[1:], STATE_FILE))):
+        try:
+            states[state_file.parent.resolve()] = json.loads(state_file.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+    continued: dict[Path, list[Path]] = {}  # training dir -> the dirs of runs that resumed it
+    for work, state in states.items():
+        if state.get("resumed_from"):
+            continued.setdefault(Path(state["resumed_from"]).resolve().parent.parent, []).append(work)
+
+    def done(work: Path, seen: frozenset = frozenset()) -> bool:  # finished, itself or by a continuation
+        return (work / "last").exists() or any(done(w, seen | {work}) for w in continued.get(work, []) if w not in seen)
+
+    found: list[Path] = []
+    for work, state in states.items():
+        if work == here or done(work):
+            continue
+        if state.get("config") != want or state.get("data_version") != data_version:
+            continue
+        try:
+            if c.get_run(state["mlflow_run_id"]).info.status == "RUNNING":
+                continue
+        except (KeyError, MlflowException):
+            pass
+        found += (work / "checkpoints").glob("checkpoint-epoch*.pt")
+    if not found:
+        return None
+    return max(found, key=lambda p: (_epoch(p), p.stat().st_mtime))
 
 
 def _gpu_count() -> int:
@@ -115,30 +175,56 @@ def run_train(
     reader = ShardReader(crops / "clips")
     labels = reader.index["labels"]
     data_version = reader.index.get("data_version", "")
-    run_id = tracking.start_run(
-        tracking_uri, experiment, run_name, cfg.flat(), artifact_root,
-        tags={"data_version": data_version, "kfp_run_id": kfp_run_id, "labels": json.dumps(labels)},
-    )
-    c = tracking.client(tracking_uri)
-    c.log_dict(run_id, cfg.to_dict(), "config.json")
     work = Path(checkpoints_out)
-    if _gpu_count() > 1 and "WORLD_SIZE" not in os.environ:
-        result = _train_torchrun(crops, cfg, work, labels, data_version, _gpu_count())
-        for row in result["history"]:
-            tracking.log_metrics(c, run_id, {k: v for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))
-    else:
-        r = train(cfg, crops / "clips", work, labels=labels, data_version=data_version,
-                  callback=tracking.EpochLogger(tracking_uri, run_id))
-        result = {"best_metric": r.best_metric, "best_epoch": r.best_epoch, "history": r.history}
-    calib = None
-    if manifest_dir is not None:
-        calib = calibrate_model(work / "best", manifest_dir, crops, cfg)
-        tracking.log_metrics(c, run_id, {f"val_{k}": v for k, v in calib.get("metrics", {}).items()})
-        c.log_dict(run_id, calib, "calibration.json")
-        c.set_tag(run_id, "calibration", calib["status"])
-    _copy_tree(work / "best", Path(model_out))
-    tracking.log_metrics(c, run_id, {"best_val_score": result["best_metric"], "best_epoch": result["best_epoch"]})
+    c = tracking.client(tracking_uri)
+    tracking.end_orphaned_runs(c, tracking.ensure_experiment(c, experiment, artifact_root))
+    tags = {"data_version": data_version, "kfp_run_id": kfp_run_id, "labels": json.dumps(labels)}
+    resume = None if cfg.train.resume else find_resume_checkpoint(work, cfg, data_version, c)
+    if resume is not None:
+        logger.info("resuming the unfinished training of an earlier run from %s", resume)
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, resume=str(resume)))
+        tags["resumed_from"] = str(resume)
+    run_id = tracking.start_run(tracking_uri, experiment, run_name, cfg.flat(), artifact_root, tags=tags)
+    try:
+        c.log_dict(run_id, cfg.to_dict(), "config.json")
+        write_json(work / STATE_FILE, {"config": _plain_config(cfg), "data_version": data_version,
+                                        "mlflow_run_id": run_id, "resumed_from": str(resume or "")})
+        if resume is not None:
+            _continue_from(resume, work, c, run_id)
+        if _gpu_count() > 1 and "WORLD_SIZE" not in os.environ:
+            result = _train_torchrun(crops, cfg, work, labels, data_version, _gpu_count())
+            for row in result["history"]:
+                tracking.log_metrics(c, run_id, {k: v for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))
+        else:
+            r = train(cfg, crops / "clips", work, labels=labels, data_version=data_version,
+                      callback=tracking.EpochLogger(tracking_uri, run_id))
+            result = {"best_metric": r.best_metric, "best_epoch": r.best_epoch, "history": r.history}
+        calib = None
+        if manifest_dir is not None:
+            calib = calibrate_model(work / "best", manifest_dir, crops, cfg)
+            tracking.log_metrics(c, run_id, {f"val_{k}": v for k, v in calib.get("metrics", {}).items()})
+            c.log_dict(run_id, calib, "calibration.json")
+            c.set_tag(run_id, "calibration", calib["status"])
+        _copy_tree(work / "best", Path(model_out))
+        tracking.log_metrics(c, run_id, {"best_val_score": result["best_metric"], "best_epoch": result["best_epoch"]})
+    except BaseException as e:
+        killed = isinstance(e, (KeyboardInterrupt, SystemExit))
+        tracking.end_run(c, run_id, "KILLED" if killed else "FAILED", f"train: {type(e).__name__}: {e}")
+        raise
     return {"mlflow_run_id": run_id, "calibration": calib, **result}
+
+
+def _continue_from(ckpt: Path, work: Path, c: Any, run_id: str) -> None:
+    """Start a resumed training where the earlier one stood: its best model so far (the trainer
+    saves ``best/`` only on improvement) and its per-epoch curves on the new MLflow run."""
+    import torch
+
+    earlier = ckpt.parent.parent
+    if (earlier / "best").is_dir():
+        atomic_copy_tree(earlier / "best", work / "best")
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    for row in state.get("history", []):
+        tracking.log_metrics(c, run_id, {k: v for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))
 
 
 def _train_torchrun(crops: Path, cfg: Config, work: Path, labels: list[str], data_version: str, nproc: int) -> dict:

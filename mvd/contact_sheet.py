@@ -12,14 +12,13 @@ import csv
 import io
 import logging
 import math
-import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from mvd.atomic import write_bytes
 from mvd.detect import make_detector
 from mvd.video import VideoReadError, iter_frames, probe, read_frames
 
@@ -30,18 +29,6 @@ logger = logging.getLogger(__name__)
 CSV_HEADER = ["frame", "x1", "y1", "x2", "y2", "score"]
 _BOX_BGR = (0, 220, 0)
 _NONE_BGR = (0, 0, 230)
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _check_boxes(boxes: np.ndarray, what: str) -> np.ndarray:
@@ -130,7 +117,7 @@ def _render_sheet(
     ok, buf = cv2.imencode(".png", sheet)
     if not ok:
         raise RuntimeError(f"PNG encoding failed for {out}")
-    _atomic_write_bytes(out, buf.tobytes())
+    write_bytes(out, buf.tobytes())
     return out
 
 
@@ -146,7 +133,7 @@ def write_boxes_csv(boxes: np.ndarray, out_csv: str | Path) -> Path:
         else:
             w.writerow([i, "", "", "", "", ""])
     out = Path(out_csv)
-    _atomic_write_bytes(out, s.getvalue().encode())
+    write_bytes(out, s.getvalue().encode())
     return out
 
 

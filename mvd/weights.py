@@ -16,7 +16,7 @@ import json
 import logging
 import os
 import pickle
-import tempfile
+import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from mvd.atomic import DiskFullError, is_disk_full
 from mvd.model import VARIANTS, VisionTransformer, create_model, load_checkpoint, unwrap_checkpoint
 
 __all__ = [
@@ -57,18 +58,6 @@ _TORCH_SUFFIXES = (".pth", ".pt", ".bin")
 
 class UnsafeCheckpointError(ValueError):
     """A checkpoint that can only be read by unpickling arbitrary objects."""
-
-
-def _atomic_write_bytes(path: Path, write: Any) -> None:
-    """Call `write(tmp_path)` on a temp file beside `path`, then move it into place."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def validate_card(card: Mapping[str, Any], source: str = "model card") -> None:
@@ -116,9 +105,22 @@ def save_model(model: VisionTransformer, out_dir: str | os.PathLike[str], card: 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    _atomic_write_bytes(out / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
     text = json.dumps(card, indent=2, sort_keys=True) + "\n"
-    _atomic_write_bytes(out / CARD_FILE, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    # both files go to temporary names first and are renamed only when both are complete
+    tmp_weights, tmp_card = out / f".{WEIGHTS_FILE}.{os.getpid()}.tmp", out / f".{CARD_FILE}.{os.getpid()}.tmp"
+    try:
+        save_file(tensors, str(tmp_weights), metadata={"format": "pt"})
+        tmp_card.write_text(text, encoding="utf-8")
+        os.replace(tmp_weights, out / WEIGHTS_FILE)
+        os.replace(tmp_card, out / CARD_FILE)
+    except OSError as e:
+        if is_disk_full(e):
+            raise DiskFullError(out / WEIGHTS_FILE, sum(t.numel() * t.element_size() for t in tensors.values())) from e
+        raise
+    finally:
+        for tmp in (tmp_weights, tmp_card):
+            if tmp.exists():
+                tmp.unlink()
     logger.info("saved %s (%s, %d tensors) to %s", card["arch"], WEIGHTS_FILE, len(tensors), out)
     return out
 
@@ -195,6 +197,10 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:
         return _read_safetensors(p)
     if p.suffix not in _TORCH_SUFFIXES:
         raise ValueError(f"{p}: unsupported checkpoint type; expected .safetensors or one of {list(_TORCH_SUFFIXES)}")
+    if not _looks_like_torch_file(p):
+        raise ValueError(f"{p}: not a PyTorch checkpoint at all: it is neither the zip archive torch.save writes nor "
+                         "a legacy pickle (truncated download, wrong file, or another format?). Point at the .pth "
+                         "file of an MVD / VideoMAE checkpoint or a .safetensors file")
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             obj = torch.load(p, map_location="cpu", weights_only=True)
@@ -212,6 +218,14 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:
         return unwrap_checkpoint(obj)
     except ValueError as e:
         raise ValueError(f"{p}: {e}") from e
+
+
+def _looks_like_torch_file(p: Path) -> bool:
+    """torch.save writes a zip archive; older PyTorch wrote a pickle (protocol 2+ starts with 0x80)."""
+    if zipfile.is_zipfile(p):
+        return True
+    with p.open("rb") as f:
+        return f.read(1) == b"\x80"
 
 
 def load_pretrained(model: VisionTransformer, src: str | os.PathLike[str]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
+from mvd.atomic import DiskFullError
 from mvd.config import ConfigError, build_config, parse_overrides
 
 from .cli_registry import add_registry_commands
@@ -67,12 +68,12 @@ def _print_summary(summary: dict, as_json: bool) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from components.ingest import IngestError
 
-    from .local import PipelineFailed, preflight, run_local
+    from .local import PipelineFailed, PreflightError, preflight, run_local
 
     cfg = _config(args)
     try:
         preflight(args.source, cfg)
-    except IngestError as e:
+    except (IngestError, PreflightError) as e:
         raise UserError(str(e)) from e
     try:
         summary = run_local(args.source, cfg, args.workdir, force=getattr(args, "force", False),
@@ -129,12 +130,23 @@ def cmd_boxes(args: argparse.Namespace) -> int:
 
 
 def cmd_import_checkpoint(args: argparse.Namespace) -> int:
-    from mvd.weights import import_checkpoint
+    from mvd.config import DEFAULT_LABELS
+    from mvd.weights import import_checkpoint, read_state_dict
 
-    labels = args.labels.split(",") if args.labels else None
-    out = import_checkpoint(args.checkpoint, args.arch, args.out, labels=labels,
-                            num_classes=len(labels) if labels else None,
-                            num_frames=args.num_frames, img_size=args.input_size)
+    try:
+        labels = args.labels.split(",") if args.labels else None
+        if labels is None:
+            state = read_state_dict(args.checkpoint)
+            if "head.weight" not in state and "backbone.head.weight" not in state:
+                labels = build_config("cpu", args.config, {}).data.labels if args.config else list(DEFAULT_LABELS)
+                print(f"{args.checkpoint} has no classification head (a pre-trained backbone): a new head for "
+                      f"{labels} ({'from ' + args.config if args.config else 'the standard labels'}); "
+                      "pass --labels to choose others", file=sys.stderr)
+        out = import_checkpoint(args.checkpoint, args.arch, args.out, labels=labels,
+                                num_classes=len(labels) if labels else None,
+                                num_frames=args.num_frames, img_size=args.input_size)
+    except ValueError as e:  # unsafe pickle, not a checkpoint, wrong architecture: all named by the message
+        raise UserError(str(e)) from e
     print(out)
     return 0
 
@@ -222,7 +234,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint")
     p.add_argument("--arch", required=True, choices=["vit_small", "vit_base", "vit_large", "vit_tiny"])
     p.add_argument("--out", required=True)
-    p.add_argument("--labels", default="", help="comma-separated class names, if the checkpoint has a head for them")
+    p.add_argument("--labels", default="", help="comma-separated class names, if the checkpoint has a head for them "
+                                                "(default for a head-less checkpoint: data.labels of --config, "
+                                                "else the standard idle,Self-Grooming,Head/Body TWITCH)")
+    p.add_argument("--config", help="YAML config whose data.labels name the classes of a head-less checkpoint")
     p.add_argument("--num-frames", type=int, default=16)
     p.add_argument("--input-size", type=int, default=224)
     p.set_defaults(func=cmd_import_checkpoint)
@@ -237,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except (UserError, ConfigError, FileNotFoundError) as e:
+    except (UserError, ConfigError, FileNotFoundError, DiskFullError) as e:
         print(f"mar {args.command}: error: {e}", file=sys.stderr)
         return 2
 

@@ -52,7 +52,9 @@ def cmd_models_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows))
         return 0
-    print(f"model {args.name} ({uri})")
+    from components.register import lower_is_better
+
+    print(f"model {args.name} ({uri})" + (f"; {args.metric}: lower is better" if lower_is_better(args.metric) else ""))
     if not rows:
         print("  no versions")
         return 0
@@ -67,9 +69,10 @@ def cmd_models_promote(args: argparse.Namespace) -> int:
 
     from .cli import UserError
 
-    _, c = _store(args)
+    uri, c = _store(args)
     try:
-        p = promote(c, args.name, args.version, metric=args.metric, margin=args.margin, force=args.force)
+        p = promote(c, args.name, args.version, metric=args.metric, margin=args.margin, force=args.force,
+                    tracking_uri=uri)
     except RegistryError as e:
         raise UserError(str(e)) from e
     before = f"version {p.previous_champion}" if p.previous_champion else "none"

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import builtins
+import contextlib
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 import time
 import uuid
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 from mvd.config import Config
@@ -18,7 +22,14 @@ logger = logging.getLogger(__name__)
 
 
 class PipelineFailed(RuntimeError):
-    """A DAG task failed; the message points at its log."""
+    """A DAG task failed; the message gives the task and its error."""
+
+
+class PreflightError(ValueError):
+    """The run cannot work with these settings; found before any stage starts."""
+
+
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 def new_run_id() -> str:
@@ -30,6 +41,7 @@ def preflight(source: str, cfg: Config) -> None:
     from components.ingest import IngestError, tag_to_class
     from components.supervisely_project import ProjectError, read_project
 
+    check_pretrained(cfg)
     if "://" in source:
         return
     try:
@@ -44,6 +56,23 @@ def preflight(source: str, cfg: Config) -> None:
             f"source {source} is a Supervisely video project with {len(items)} video(s), but none has an action tag. "
             f"Expected frame-range tags named like {actions} (matched case-insensitively by prefix; "
             "other names can be mapped with --set data.tag_map.<tag>=<class>).")
+
+
+def check_pretrained(cfg: Config) -> None:
+    """``model.pretrained`` must be a checkpoint that loads into the configured model (read with
+    ``weights_only=True``): checked before ingest rather than found out after bbox-crop."""
+    path = cfg.model.pretrained
+    if not path:
+        return
+    if not Path(path).exists():
+        raise PreflightError(f"model.pretrained={path}: the file does not exist. Point it at an MVD checkpoint "
+                             "(.pth) or a model directory / .safetensors written by `mar import-checkpoint`")
+    from mvd.train import build_model
+
+    try:
+        build_model(cfg, len(cfg.data.labels))
+    except (ValueError, OSError, RuntimeError) as e:
+        raise PreflightError(f"model.pretrained={path} cannot be used: {e}") from e
 
 
 def run_local(source: str, cfg: Config, workdir: str | Path, *, run_id: str | None = None,
@@ -67,16 +96,25 @@ def run_local(source: str, cfg: Config, workdir: str | Path, *, run_id: str | No
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     # component processes run this interpreter; make sure `python3` and our console scripts resolve to it
     os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
+    # what the component processes need to know about this run: its pipeline root (train resumes an
+    # unfinished training found there), this process (owner of the MLflow run), where to put errors
+    errors = run_dir / "errors"
+    run_env = {"MAR_PIPELINE_ROOT": str(work / "kfp"), "MAR_DRIVER_PID": str(os.getpid()), "MAR_ERROR_DIR": str(errors)}
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(work / "kfp"))
     t0 = time.perf_counter()
     try:
-        task = mar_pipeline(source=str(source), config_json=cfg.to_json(), tracking_uri=tracking_uri,
-                            experiment=experiment, run_name=run_id,
-                            artifact_root=artifact_root or str(work / "mlartifacts"),
-                            force=force)
+        with _environ(run_env), _plain_output(not sys.stdout.isatty()):
+            task = mar_pipeline(source=str(source), config_json=cfg.to_json(), tracking_uri=tracking_uri,
+                                experiment=experiment, run_name=run_id,
+                                artifact_root=artifact_root or str(work / "mlartifacts"),
+                                force=force)
     except RuntimeError as e:
-        raise PipelineFailed(f"the pipeline failed: {e}. The failing task's log is printed above; "
-                             f"its files are under {work / 'kfp'}") from e
+        cause = root_cause(errors, str(e))
+        _end_runs(tracking_uri, experiment, run_id, "FAILED", cause)
+        raise PipelineFailed(f"the pipeline failed: {cause} (task logs above; task files under {work / 'kfp'})") from e
+    except KeyboardInterrupt:
+        _end_runs(tracking_uri, experiment, run_id, "KILLED", "interrupted")
+        raise
     reg = json.loads(task.output)
     if reg.get("skipped"):
         logger.info("skipped: %s", reg["reason"])
@@ -109,3 +147,76 @@ def run_local(source: str, cfg: Config, workdir: str | Path, *, run_id: str | No
     tmp.write_text(json.dumps(summary, indent=1))
     os.replace(tmp, run_dir / "summary.json")
     return summary
+
+
+def root_cause(errors: Path, kfp_message: str) -> str:
+    """The error the failing task raised (recorded by ``components.common.record_errors``), else
+    the task name from KFP's message."""
+    records = []
+    for f in sorted(errors.glob("*.json")) if errors.is_dir() else []:
+        try:
+            records.append(json.loads(f.read_text()))
+        except (OSError, json.JSONDecodeError):
+            continue
+    if records:
+        r = records[-1]
+        return f"task {r['task']} failed: {r['type']}: {r['message']}"
+    plain = ANSI.sub("", kfp_message)
+    m = re.search(r"Inner task failed: '?([\w-]+)'?|Task '?([\w-]+)'? finished", plain)
+    task = next((g for g in m.groups() if g), "") if m else ""
+    return (f"task {task or '?'} failed without a Python error (killed by the system, e.g. out of memory?); "
+            f"KFP said: {plain}")
+
+
+def _end_runs(tracking_uri: str, experiment: str, run_name: str, status: str, reason: str) -> None:
+    """Mark the MLflow run of this pipeline run (named ``run_name``) FAILED / KILLED if it is still RUNNING."""
+    if not Path(tracking_uri[len("sqlite:///"):]).is_file():
+        return
+    from components import tracking
+
+    try:
+        ended = tracking.end_named_runs(tracking_uri, experiment, run_name, status, reason)
+    except Exception as e:  # noqa: BLE001 - never hide the pipeline's own error behind this one
+        logger.warning("could not mark the MLflow run of %s %s: %s", run_name, status, e)
+        return
+    for rid in ended:
+        logger.info("MLflow run %s marked %s", rid, status)
+
+
+@contextlib.contextmanager
+def _environ(values: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@contextlib.contextmanager
+def _plain_output(plain: bool) -> Iterator[None]:
+    """No ANSI colour codes in kfp.local's output (and the task logs it relays) when ``plain``."""
+    if not plain:
+        yield
+        return
+    from kfp.local import logging_utils
+
+    colours = {k: v for k, v in vars(logging_utils.Color).items() if not k.startswith("_")}
+    original_print = builtins.print
+
+    def print_plain(*args, **kwargs):
+        return original_print(*(ANSI.sub("", a) if isinstance(a, str) else a for a in args), **kwargs)
+
+    for k in colours:
+        setattr(logging_utils.Color, k, "")
+    builtins.print = print_plain
+    try:
+        yield
+    finally:
+        builtins.print = original_print
+        for k, v in colours.items():
+            setattr(logging_utils.Color, k, v)

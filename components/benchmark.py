@@ -12,6 +12,7 @@ import torch
 from mvd.card import inference_spec
 from mvd.config import Config
 from mvd.crops_index import read_crops_index
+from mvd.labels import action_indices
 from mvd.manifest import read_manifest, write_json
 from mvd.metrics import evaluate, metric_key, overlap_recall
 from mvd.weights import load_model
@@ -64,7 +65,7 @@ def run_benchmark(
     result["overlap_recall"] = {
         name: overlap_recall([[(t.start, t.end) for t in s.true_bouts if t.label == k] for s in scored],
                              result["pred_labels"], k)
-        for k, name in enumerate(labels) if k != 0
+        for k, name in enumerate(labels) if k in action_indices(labels)
     }
     for name, v in result["overlap_recall"].items():
         if v is not None:

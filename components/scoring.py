@@ -20,6 +20,7 @@ from mvd.bouts import Bout, intervals_to_frame_labels
 from mvd.card import InferenceSpec
 from mvd.crops_index import CropsIndex, CropsIndexError
 from mvd.infer import Labelled, label_video
+from mvd.labels import idle_index
 from mvd.manifest import VideoRecord
 from mvd.video import VideoReadError
 
@@ -41,8 +42,9 @@ class Scored(NamedTuple):
 def truth_of(rec: VideoRecord, labels: list[str], num_frames: int) -> tuple[np.ndarray, list[Bout]]:
     """Per-frame labels and annotated action bouts of a video, clipped to ``num_frames``."""
     ivs = [(labels.index(i.label), i.start, min(i.end, num_frames - 1)) for i in rec.intervals if i.start < num_frames]
-    bouts = sorted((Bout(k, s, e) for k, s, e in ivs if k != 0), key=lambda b: (b.start, b.end))
-    return intervals_to_frame_labels(num_frames, ivs), bouts
+    idle = idle_index(labels)
+    bouts = sorted((Bout(k, s, e) for k, s, e in ivs if k != idle), key=lambda b: (b.start, b.end))
+    return intervals_to_frame_labels(num_frames, ivs, background=idle), bouts
 
 
 def score_records(model: nn.Module, spec: InferenceSpec, manifest_dir: str | Path, records: list[VideoRecord],

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from .bouts import Bout
+from .labels import idle_index
 from .metrics import match_hit
 from .postprocess import ClassRule, PostProcess, drop_short, fill_gaps, runs, seconds_to_frames, smooth
 
@@ -108,7 +109,7 @@ def fit_postprocess(
     videos: Sequence[ValVideo],
     labels: Sequence[str],
     *,
-    idle: int = 0,
+    idle: int | None = None,
     hit_tolerance_s: float = 0.5,
     pinned: Mapping[str, Mapping[str, float]] | None = None,
     min_events: int = MIN_EVENTS,
@@ -120,6 +121,7 @@ def fit_postprocess(
     and the report says why.
     """
     labels = list(labels)
+    idle = idle_index(labels) if idle is None else idle
     pinned = {c: dict(v) for c, v in (pinned or {}).items()}
     rules: dict[str, ClassRule] = {}
     source: dict[str, str] = {}

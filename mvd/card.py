@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .config import Config, pinned_rules, window_span
+from .labels import action_indices, idle_index
 from .postprocess import ClassRule, PostProcess
 
 __all__ = ["InferenceSpec", "inference_spec", "spec_from_config", "validate_inference"]
@@ -88,7 +89,8 @@ def inference_spec(card: Mapping[str, Any], model: str = "model") -> InferenceSp
         logger.warning("%s: the model card has no 'inference' section (made before post-processing was fitted); "
                        "using the old defaults: stride %d, argmax labels, no minimum bout duration", model,
                        max(1, span // 2))
-        post = PostProcess.from_dict({"decision": "argmax", "classes": {n: {"threshold": 0.0} for n in labels[1:]}},
+        post = PostProcess.from_dict({"decision": "argmax", "idle": labels[idle_index(labels)],
+                                      "classes": {labels[k]: {"threshold": 0.0} for k in action_indices(labels)}},
                                      labels)
         return InferenceSpec(inp["num_frames"], inp["sampling_rate"], max(1, span // 2), inp["img_size"],
                              float(inp.get("crop_pad", 0.05)), "background", 16, post, {}, legacy=True)
@@ -114,6 +116,6 @@ def spec_from_config(cfg: Config, labels: list[str], target_fps: float | None = 
     m = cfg.model
     return InferenceSpec(m.num_frames, m.sampling_rate, cfg.benchmark.stride or max(1, window_span(cfg) // 2),
                          m.input_size, cfg.data.pad_infer, cfg.data.detector, cfg.benchmark.batch_size,
-                         PostProcess(list(labels), rules, 0, "threshold", source),
+                         PostProcess(list(labels), rules, idle_index(labels), "threshold", source),
                          {"status": "not run"}, head="dense" if m.dense_head else "clip",
                          target_fps=float(m.target_fps if target_fps is None else target_fps))

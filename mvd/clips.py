@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from .timebase import TimeBase
+from .labels import idle_index
 
 if TYPE_CHECKING:
     from .config import Config
@@ -236,6 +237,7 @@ def plan_clips(manifest: Manifest, cfg: Config, splits: tuple[str, ...] = ("trai
     """
     d = cfg.data
     videos = [v for v in manifest.videos if v.split in splits]
+    idle = idle_index(manifest.labels)
 
     def window_span(rec) -> int:  # noqa: ANN001 - a VideoRecord: a window's span in this video's frames
         return int(math.ceil(cfg.model.num_frames * cfg.model.sampling_rate * TimeBase(rec.fps, target_fps).ratio))
@@ -249,7 +251,7 @@ def plan_clips(manifest: Manifest, cfg: Config, splits: tuple[str, ...] = ("trai
         max_len = max(min_len, int(round(d.max_clip_s * rec.fps)))
         idle_max = max(span, int(round(d.idle_max_s * rec.fps)))
         by_label = rec.ranges_by_label(manifest.labels)
-        idle_ranges = by_label.pop(0, [])
+        idle_ranges = by_label.pop(idle, [])
         clips = positive_clips(by_label, rec.num_frames, min_len=min_len, max_len=max_len)
         positives = [r for rs in by_label.values() for r in rs]
         idle = explicit_idle_clips(idle_ranges, positives, rec.num_frames, max_len=idle_max, span=span)
@@ -270,5 +272,5 @@ def plan_clips(manifest: Manifest, cfg: Config, splits: tuple[str, ...] = ("trai
         ranges = [(iv.start, iv.end) for iv in rec.intervals]
         rng = np.random.default_rng([d.split_seed, zlib.crc32(rec.id.encode())])
         plans[rec.id] += idle_clips(ranges, rec.num_frames, target_frames=want, min_len=idle_min,
-                                    max_len=idle_max, rng=rng, label=0, shortest=span)
+                                    max_len=idle_max, rng=rng, label=idle, shortest=span)
     return plans

@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from .dense import frame_targets
+from .labels import idle_index
 from .shards import ShardReader
 
 
@@ -41,7 +42,8 @@ class ClipDataset(Dataset):
         t = len(self.reader.frames(i))
         if "indices" not in c or "event_start" not in c:
             return np.full(t, int(c["label"]), dtype=np.int64)
-        return frame_targets(np.asarray(c["indices"]), int(c["label"]), int(c["event_start"]), int(c["event_end"]))
+        return frame_targets(np.asarray(c["indices"]), int(c["label"]), int(c["event_start"]), int(c["event_end"]),
+                             idle_index(self.reader.index.get("labels", [])))
 
     def __getitem__(self, k: int) -> tuple[torch.Tensor, int, torch.Tensor]:
         i = self.ids[k]

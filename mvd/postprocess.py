@@ -31,6 +31,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .bouts import Bout, bouts_from_labels, labels_from_probs
+from .labels import idle_index
 
 __all__ = ["ClassRule", "PostProcess", "Processed", "smooth", "runs", "fill_gaps", "drop_short", "seconds_to_frames"]
 
@@ -144,8 +145,8 @@ class PostProcess:
         return [n for k, n in enumerate(self.labels) if k != self.idle]
 
     @classmethod
-    def default(cls, labels: Sequence[str], idle: int = 0) -> PostProcess:
-        return cls(list(labels), {}, idle)
+    def default(cls, labels: Sequence[str], idle: int | None = None) -> PostProcess:
+        return cls(list(labels), {}, idle_index(labels) if idle is None else idle)
 
     # -------------------------------------------------------------- (de)serialisation
 
@@ -158,7 +159,7 @@ class PostProcess:
     def from_dict(cls, d: Mapping[str, Any], labels: Sequence[str], where: str = "post-processing") -> PostProcess:
         labels = list(labels)
         try:
-            idle_name = d.get("idle", labels[0])
+            idle_name = d.get("idle", labels[idle_index(labels)])
             if idle_name not in labels:
                 raise ValueError(f"idle class {idle_name!r} is not in the label map {labels}")
             rules, source = {}, {}

@@ -159,7 +159,7 @@ def model_card(cfg: Config, labels: list[str], data_version: str, extra: dict[st
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: DataLoader, labels: list[str], device: torch.device, amp: bool,
+def validate(model: nn.Module, loader: DataLoader, labels: list[str], device: torch.device, amp: bool,
              transform: ClipAugment) -> dict[str, float]:
     """Loss, accuracy and macro-F1 over ``loader``'s uint8 clips, ``transform`` applied on ``device``."""
     model.eval()
@@ -198,7 +198,7 @@ def save_checkpoint(path: Path, **state: Any) -> Path:
     return path
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
+def load_training_state(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"resume checkpoint {p} does not exist")
@@ -305,7 +305,7 @@ def train(
 
     start_epoch, step, best, best_epoch, history = 0, 0, -1.0, -1, []
     if t.resume:
-        ck = load_checkpoint(t.resume)
+        ck = load_training_state(t.resume)
         _unwrap(model).load_state_dict(ck["model"])
         optimizer.load_state_dict(ck["optimizer"])
         scheduler.load_state_dict(ck["scheduler"])
@@ -362,7 +362,7 @@ def train(
             "lr": float(optimizer.param_groups[0]["lr"]),
             "clips_per_s": seen * world / max(elapsed, 1e-9),
         }
-        row.update(evaluate(model, val_loader, labels, device, amp, val_tf) if len(val_ds) else {})
+        row.update(validate(model, val_loader, labels, device, amp, val_tf) if len(val_ds) else {})
         # the best epoch by the head inference uses: per-time-step macro-F1 with a dense head
         metric = row.get("val_step_macro_f1", row.get("val_macro_f1", -row["train_loss"]))
         history.append(row)

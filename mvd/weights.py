@@ -28,6 +28,7 @@ from torch import Tensor
 
 from mvd.atomic import DiskFullError, is_disk_full
 from mvd.model import VARIANTS, VisionTransformer, create_model, load_checkpoint, unwrap_checkpoint
+from mvd.transforms import MEAN, STD
 
 __all__ = [
     "CARD_FILE",
@@ -48,8 +49,6 @@ logger = logging.getLogger(__name__)
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "model_card.json"
 CARD_SCHEMA = 1
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 _REQUIRED_CARD_KEYS = ("arch", "num_classes", "labels", "input", "model_kwargs", "train_config", "data_version")
 _REQUIRED_INPUT_KEYS = ("num_frames", "sampling_rate", "img_size", "tubelet_size", "mean", "std")
@@ -310,8 +309,8 @@ def import_checkpoint(
             "sampling_rate": sampling_rate,
             "img_size": img_size,
             "tubelet_size": model.tubelet_size,
-            "mean": list(IMAGENET_MEAN),
-            "std": list(IMAGENET_STD),
+            "mean": list(MEAN),
+            "std": list(STD),
         },
         "model_kwargs": model_kwargs,
         "train_config": {},

@@ -11,15 +11,13 @@ from pathlib import Path
 from mvd.atomic import DiskFullError
 from mvd.config import ConfigError, build_config, parse_overrides
 
-from .cli_registry import add_registry_commands
-
 from .cli_cluster import add_cluster_commands
+from .cli_registry import add_registry_commands
+from .errors import UserError
 
 log = logging.getLogger("mar")
 
 
-class UserError(Exception):
-    """Printed as one paragraph, exit code 2, no traceback."""
 
 
 def _default_profile() -> str:

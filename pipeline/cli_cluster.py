@@ -8,6 +8,8 @@ import os
 
 from mvd.config import build_config, parse_overrides
 
+from .errors import UserError
+
 DEFAULT_EXPERIMENT = "mouse-action-recognition"
 
 
@@ -31,7 +33,6 @@ def _print_upload(r: dict, as_json: bool) -> bool:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from .cli import UserError
     from .cluster import ClusterError, submit
 
     try:
@@ -45,7 +46,6 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_schedule(args: argparse.Namespace) -> int:
-    from .cli import UserError
     from .cluster import ClusterError, CronError, schedule
 
     try:

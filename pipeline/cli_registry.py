@@ -8,6 +8,8 @@ from typing import Any, Sequence
 
 from mvd.config import RegisterConfig
 
+from .errors import UserError
+
 DEFAULTS = RegisterConfig()
 
 
@@ -30,8 +32,6 @@ def format_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 def _store(args: argparse.Namespace):
     from components.registry import RegistryError, open_store, resolve_tracking_uri
 
-    from .cli import UserError
-
     uri = resolve_tracking_uri(args.tracking_uri, args.workdir)
     try:
         return uri, open_store(uri)
@@ -41,8 +41,6 @@ def _store(args: argparse.Namespace):
 
 def cmd_models_list(args: argparse.Namespace) -> int:
     from components.registry import RegistryError, list_versions
-
-    from .cli import UserError
 
     uri, c = _store(args)
     try:
@@ -67,8 +65,6 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 def cmd_models_promote(args: argparse.Namespace) -> int:
     from components.registry import RegistryError, promote
 
-    from .cli import UserError
-
     uri, c = _store(args)
     try:
         p = promote(c, args.name, args.version, metric=args.metric, margin=args.margin, force=args.force,
@@ -86,8 +82,6 @@ def cmd_models_promote(args: argparse.Namespace) -> int:
 
 def cmd_runs_compare(args: argparse.Namespace) -> int:
     from components.registry import RegistryError, compare_runs
-
-    from .cli import UserError
 
     uri, c = _store(args)
     try:

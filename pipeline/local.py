@@ -12,8 +12,8 @@ import shutil
 import sys
 import time
 import uuid
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from mvd.config import Config

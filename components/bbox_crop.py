@@ -176,7 +176,7 @@ def run_bbox_crop(manifest_dir: str | Path, cfg: Config, out_dir: str | Path) ->
     manifest = read_manifest(mdir)
     target_fps = target_fps_for(cfg.model.target_fps, [r.fps for r in manifest.split("train")])
     logger.info("bbox-crop: the model sees every video at %.3g fps (%s)", target_fps,
-                "model.target_fps" if cfg.model.target_fps else "the median frame rate of the training videos")
+                "model.target_fps" if cfg.model.target_fps else "the lowest frame rate among the training videos")
     plans = plan_clips(manifest, cfg, target_fps=target_fps)
     scratch = out / ".cache-scratch"
     cache = Cache(cfg.data.cache or (out / ".cache-run"), scratch)

@@ -34,7 +34,7 @@ class ModelConfig:
     drop_path: float = 0.1
     subtract_temporal_mean: bool = False  # feed each frame minus the clip's mean frame (motion only)
     dense_head: bool = True  # also classify every temporal token: per-frame labels, not window-wide ones
-    target_fps: float = 0.0  # the model's frame rate: every video is resampled to it; 0 = median of the training videos
+    target_fps: float = 0.0  # the model's frame rate: every video is resampled to it; 0 = the lowest rate among the training videos
     pretrained: str = ""  # path/URI of an official .pth or one of our model directories
 
 
@@ -349,7 +349,7 @@ def validate(cfg: Config) -> None:
         (m.sampling_rate >= 1, "model.sampling_rate must be ≥ 1"),
         (m.input_size >= 16 and m.input_size % 16 == 0, "model.input_size must be a multiple of 16"),
         (0 <= m.drop_path < 1, "model.drop_path must be in [0, 1)"),
-        (m.target_fps >= 0, "model.target_fps must be ≥ 0 (0 = the median frame rate of the training videos)"),
+        (m.target_fps >= 0, "model.target_fps must be ≥ 0 (0 = the lowest frame rate among the training videos)"),
         (len(d.labels) >= 2, "data.labels needs at least two classes (idle first)"),
         (len(set(x.lower() for x in d.labels)) == len(d.labels), "data.labels has duplicates"),
         (d.unknown_tags in ("warn", "error"), "data.unknown_tags must be 'warn' or 'error'"),

@@ -51,9 +51,11 @@ class TimeBase(NamedTuple):
 
 
 def target_fps_for(configured: float, training_fps: list[float]) -> float:
-    """The model's frame rate: the configured one, else the median of the training videos' rates."""
+    """The model's frame rate: the configured one, else the lowest rate among the training videos
+    (faster videos are subsampled to it; no video is stretched with repeated frames, which would
+    shorten the time a window covers)."""
     if configured:
         return float(configured)
     if not training_fps:
         return 0.0
-    return float(np.median(np.asarray(training_fps, dtype=np.float64)))
+    return float(np.min(np.asarray(training_fps, dtype=np.float64)))

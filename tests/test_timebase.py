@@ -55,8 +55,8 @@ def test_training_windows_keep_a_short_event_in_view_at_any_rate():
             assert w.start <= s and w.end >= e and w.indices[0] == w.start
 
 
-def test_target_fps_defaults_to_the_median_training_rate():
-    assert target_fps_for(0, [25, 30, 30, 60]) == 30
+def test_target_fps_defaults_to_the_lowest_training_rate():
+    assert target_fps_for(0, [30, 25, 30, 60]) == 25
     assert target_fps_for(50, [25, 30]) == 50
     assert target_fps_for(0, []) == 0
 

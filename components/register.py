@@ -39,9 +39,12 @@ def code_version() -> str:
 
 
 def lower_is_better(metric: str) -> bool:
-    """Direction of a metric: counts (``count_*``) and anything naming an error, MAE or loss are
-    lower-is-better; every other metric (F1, precision, recall, accuracy, AP) is higher-is-better."""
+    """Direction of a metric: count errors (``count_mae``, ``count_total_error``) and anything naming an
+    error, MAE or loss are lower-is-better; every other metric (F1, precision, recall, accuracy, AP,
+    count ICC and Pearson r) is higher-is-better."""
     m = metric.lower()
+    if m.startswith(("count_icc", "count_pearson_r")):
+        return False
     return m.startswith("count_") or any(w in m for w in ("error", "mae", "loss"))
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -314,34 +313,6 @@ def config_from_json(s: str) -> Config:
     return config_from_dict(json.loads(s))
 
 
-def parse_rand_augment(spec: str) -> tuple[int, float, float]:
-    """``rand-m7-n4-mstd0.5-inc1`` → (ops per clip, magnitude 0–10, magnitude std)."""
-    head, *opts = spec.strip().split("-")
-    if head != "rand":
-        raise ValueError(f"train.rand_augment={spec!r} is not a RandAugment spec; "
-                         "write e.g. 'rand-m7-n4-mstd0.5-inc1' (m magnitude 0–10, n ops), or '' for none")
-    n, mag, mstd = 2, 9.0, 0.0
-    for opt in opts:
-        key, val = re.fullmatch(r"([a-z]*)(.*)", opt).groups()
-        try:
-            if key == "m":
-                mag = float(val)
-            elif key == "n":
-                n = int(val)
-            elif key == "mstd":
-                mstd = float(val)
-            elif key == "inc" and val in ("", "1"):  # increasing-severity ops: the only kind torchvision has
-                pass
-            else:
-                raise ValueError
-        except ValueError:
-            raise ValueError(f"train.rand_augment={spec!r}: option {opt!r} is not understood; "
-                             "known: m<magnitude 0–10>, n<ops>, mstd<std>, inc1") from None
-    if not 0 <= mag <= 10 or n < 0 or mstd < 0:
-        raise ValueError(f"train.rand_augment={spec!r}: magnitude must be in 0–10, ops and mstd ≥ 0")
-    return n, mag, mstd
-
-
 def validate(cfg: Config) -> None:
     m, d, t, b = cfg.model, cfg.data, cfg.train, cfg.benchmark
     checks = [
@@ -378,10 +349,25 @@ def validate(cfg: Config) -> None:
         if not ok:
             raise ConfigError(msg)
     if t.rand_augment:
+        from .transforms import parse_rand_augment
+
         try:
             parse_rand_augment(t.rand_augment)
         except ValueError as e:
             raise ConfigError(str(e)) from None
+    from .detect import available_detectors
+    from .metrics import summary_keys
+    from .model import VARIANTS
+
+    if m.arch not in VARIANTS:
+        raise ConfigError(f"model.arch={m.arch!r} is not an architecture; choose one of {sorted(VARIANTS)}")
+    if d.detector not in available_detectors():
+        raise ConfigError(f"data.detector={d.detector!r} is not a detector; choose one of {available_detectors()}")
+    keys = {k for k in summary_keys(d.labels, b.iou_thresholds)
+            if not k.startswith(("count_true/", "count_pred/", "count_bias/"))}  # figures, not scores
+    if cfg.register.primary_metric not in keys:
+        raise ConfigError(f"register.primary_metric={cfg.register.primary_metric!r} is not a benchmark metric, so "
+                          f"promotion could never happen; choose one of {sorted(keys)}")
     for what in PINNED_RULES.values():
         mapping = getattr(b, what)
         for name, value in mapping.items():

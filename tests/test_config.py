@@ -37,3 +37,25 @@ def test_unknown_key_lists_valid_keys():
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         build_config("cpu", tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize("key, value, match", [
+    ("model.arch", "vit_huge", "model.arch"),
+    ("data.detector", "yolo", "data.detector"),
+    ("register.primary_metric", "frame_macro_F1", "promotion could never happen"),
+    ("register.primary_metric", "count_pred/Head-Body_TWITCH", "register.primary_metric"),
+    ("benchmark.iou_thresholds", "[0.5, 1.5]", "iou_thresholds"),
+    ("benchmark.hit_tolerance_s", "-1", "hit_tolerance_s"),
+    ("train.rand_augment", "rand-x3", "rand_augment"),
+])
+def test_typos_fail_when_the_config_is_loaded(key, value, match):
+    with pytest.raises(ConfigError, match=match):
+        build_config("cpu", overrides={key: value})
+
+
+def test_count_metrics_can_be_the_primary_metric():
+    from components.register import lower_is_better
+
+    cfg = build_config("cpu", overrides={"register.primary_metric": "count_total_error/Head-Body_TWITCH"})
+    assert lower_is_better(cfg.register.primary_metric)
+    assert not lower_is_better("count_icc/Head-Body_TWITCH") and not lower_is_better("frame_macro_f1")

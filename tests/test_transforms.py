@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from mvd.config import parse_rand_augment
 from mvd.dataset import ClipDataset
 from mvd.shards import ShardReader, ShardWriter
-from mvd.transforms import MEAN, STD, ClipAugment, to_model_input
+from mvd.transforms import MEAN, STD, ClipAugment, parse_rand_augment, to_model_input
 
 MEAN_T = torch.tensor(MEAN).view(1, 3, 1, 1, 1)
 STD_T = torch.tensor(STD).view(1, 3, 1, 1, 1)

@@ -18,7 +18,7 @@ Conventions (all functions):
 
 from ._common import average_precision, prf
 from .counts import agreement, count_metrics
-from .evaluate import bout_row, evaluate, metric_key
+from .evaluate import bout_row, evaluate, metric_key, summary_keys
 from .events import event_metrics, interval_iou, match_hit, match_iou, overlap_recall
 from .frames import frame_metrics
 
@@ -35,5 +35,6 @@ __all__ = [
     "agreement",
     "bout_row",
     "evaluate",
+    "summary_keys",
     "overlap_recall",
 ]

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from mvd.bouts import Bout, bouts_from_labels
+from mvd.labels import idle_index
 from mvd.postprocess import PostProcess
 
 from ._common import _action_classes, _check_labels, _fps_list, _names_list
@@ -151,3 +152,18 @@ def evaluate(
         "pred_labels": [p.tolist() for p in y_pred],
         "pred_bouts": [[bout_row(b, names, fps_l[v]) for b in p_bouts[v]] for v in range(n)],
     }
+
+
+def summary_keys(labels: Sequence[str], iou_thresholds: Sequence[float] = (0.3, 0.5, 0.7)) -> set[str]:
+    """Every key :func:`evaluate`'s summary can hold for this label map (and the benchmark's
+    ``event_overlap_recall/<class>``): what ``register.primary_metric`` may name."""
+    names = [str(x) for x in labels]
+    idle = idle_index(names)
+    keys = {"frame_macro_f1", "frame_weighted_f1", "frame_accuracy", "event_hit_macro_f1"}
+    keys |= {f"frame_f1/{metric_key(n)}" for n in names}
+    per_action = ["frame_precision", "frame_recall", "event_hit_recall", "event_hit_precision", "event_hit_f1",
+                  "count_mae", "count_total_error", "count_true", "count_pred", "count_icc", "count_pearson_r",
+                  "count_bias", "duration_total_error", "event_overlap_recall"]
+    per_action += [f"event_iou{float(t):g}_f1" for t in iou_thresholds]
+    keys |= {f"{m}/{metric_key(n)}" for k, n in enumerate(names) if k != idle for m in per_action}
+    return keys

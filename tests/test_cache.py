@@ -53,7 +53,7 @@ def test_second_run_reuses_everything_and_a_new_video_computes_alone(tmp_path, t
     # one more clip in the project: only it is processed
     import supervisely as sly
 
-    from pipeline.demo_data import render_video
+    from pipeline.demo import render_video
 
     render_video(tmp_path / "g3.mp4", num_frames=40, size=(64, 48), seed=21)
     ds = next(d for d in sly.VideoProject(str(training_data), sly.OpenMode.READ).datasets

@@ -8,7 +8,7 @@ import av
 import numpy as np
 import pytest
 
-from pipeline.demo_data import ACTIVITIES, GROOMING, TWITCH, render_video, write_demo_project
+from pipeline.demo import ACTIVITIES, GROOMING, TWITCH, render_video, write_demo_project
 
 sly = pytest.importorskip("supervisely")
 

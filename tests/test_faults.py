@@ -496,7 +496,7 @@ def _tagged_project(tmp_path: Path, undeclared: str = "") -> Path:
     """Two videos with a Self-Grooming range (and a tag meta.json does not declare, if given)."""
     import supervisely as sly
 
-    from pipeline.demo_data import render_video
+    from pipeline.demo import render_video
 
     root = tmp_path / "proj"
     project = sly.VideoProject(str(root), sly.OpenMode.CREATE)
@@ -577,7 +577,7 @@ def test_killed_mar_run_is_marked_killed_and_resumed(tmp_path):
 
     from mlflow.tracking import MlflowClient
 
-    from pipeline.demo_data import write_demo_project
+    from pipeline.demo import write_demo_project
 
     project = write_demo_project(tmp_path / "project", n_videos=5, seed=3, duration_s=(10, 12),
                                  sizes=[(160, 120), (192, 144)])
@@ -654,7 +654,7 @@ def _tiny_model(tmp_path: Path) -> Path:
 def test_predict_on_two_folders_with_the_same_file_names(tmp_path):
     """`mar predict A/ B/` with A/a.mp4 and B/a.mp4 reported both but wrote one set of CSVs."""
     from components.predict import output_stems, run_predict
-    from pipeline.demo_data import render_video
+    from pipeline.demo import render_video
 
     for d, seed in (("A", 1), ("B", 2)):
         render_video(tmp_path / d / "a.mp4", num_frames=24, size=(64, 48), seed=seed)
@@ -679,7 +679,7 @@ def _truncated(tmp_path: Path, cut: int = 200) -> Path:
     container claims more frames than decode."""
     import av
 
-    from pipeline.demo_data import render_video
+    from pipeline.demo import render_video
 
     src = tmp_path / "full.mp4"
     render_video(src, num_frames=120, size=(160, 120), fps=30, seed=1,

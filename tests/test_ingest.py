@@ -40,7 +40,7 @@ def _project(tmp_path, videos):
     """videos: list of (name, tags [(tag, s, e)], kind) with kind in {"ok", "corrupt", "empty"}."""
     import supervisely as sly
 
-    from pipeline.demo_data import render_video
+    from pipeline.demo import render_video
 
     root = tmp_path / "proj"
     project = sly.VideoProject(str(root), sly.OpenMode.CREATE)
@@ -116,7 +116,7 @@ def make_project(root, videos, work, *, size=(64, 48), fps=30):
 
     import supervisely as sly
 
-    from pipeline.demo_data import render_video
+    from pipeline.demo import render_video
 
     project = sly.VideoProject(str(root), sly.OpenMode.CREATE)
     names = sorted({t for _, _, tags, _, _ in videos for t, _, _ in tags})

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_ingest import make_project
 
 from components import tracking
 from mvd.config import DEFAULT_LABELS, build_config, parse_overrides
@@ -619,7 +618,7 @@ def _sha(path: Path) -> str:
 # ----------------------------------------------------------------------------- same file name twice
 
 
-def test_same_video_name_in_datasets_that_clean_alike_keeps_both(tmp_path):
+def test_same_video_name_in_datasets_that_clean_alike_keeps_both(tmp_path, make_project):
     """`cohort A/a.mp4` and `cohort_A/a.mp4` used to clean to one file: the second video's record then
     pointed at the first one's bytes (a silent leak with wrong labels)."""
     from components.ingest import run_ingest
@@ -718,7 +717,7 @@ def test_truncated_video_is_scored_over_the_frames_that_decode(tmp_path):
     assert lab.info.num_frames == decodable
 
 
-def test_ingest_counts_the_frames_that_decode(tmp_path):
+def test_ingest_counts_the_frames_that_decode(tmp_path, make_project):
     import shutil
 
     from components.ingest import run_ingest

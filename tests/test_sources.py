@@ -8,7 +8,6 @@ import pytest
 from components.ingest import IngestError, run_ingest
 from components.sources import SourceError, resolve_source
 from mvd.config import build_config
-from test_ingest import make_project, training_data_project
 
 
 def test_local_source_is_used_in_place(tmp_path):
@@ -38,7 +37,7 @@ def test_sly_without_credentials_is_a_clear_error(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def fake_sly(monkeypatch, tmp_path):
+def fake_sly(monkeypatch, tmp_path, training_data_project):
     """supervisely.download_video_project replaced: fails ``fail`` times, then writes a real project."""
     import supervisely as sly
 
@@ -82,7 +81,7 @@ def test_sly_download_gives_up_after_bounded_retries(tmp_path, fake_sly, monkeyp
 
 
 @pytest.mark.s3
-def test_s3_source_round_trip(tmp_path, s3_server, monkeypatch):
+def test_s3_source_round_trip(tmp_path, s3_server, monkeypatch, make_project):
     from components import storage
 
     for k, v in s3_server.env().items():

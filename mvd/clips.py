@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from .timebase import TimeBase
 from .labels import idle_index
+from .timebase import TimeBase
 
 if TYPE_CHECKING:
     from .config import Config

@@ -6,8 +6,12 @@
             (what a per-window ``__getitem__`` over the video does)
   decode    sequential decode only
 
+  dense     ours with the dense (per-frame) head: the same windows, per-time-step output
+            stitched to frames
+
 Printed: p1_vs_naive = ours windows/s ÷ naive windows/s, p2_vs_decode = ours frames/s ÷
-decode frames/s (goal ≥ 5 and ≥ 0.5 with the tiny CPU model). Medians of ``--runs`` runs.
+decode frames/s (goal ≥ 5 and ≥ 0.5 with the tiny CPU model), dense_vs_clip = dense windows/s ÷
+ours (clip head) windows/s (goal ≥ 0.9). Medians of ``--runs`` runs.
 The naive method is timed on the first ``--naive-windows`` windows (it is slow).
 Last line: one JSON object.
 
@@ -74,12 +78,13 @@ def main() -> None:
     torch.set_num_threads(2)
     info = probe(a.video)
     model = create_model(a.arch, num_classes=3, num_frames=a.num_frames, img_size=a.size).eval()
+    dense_model = create_model(a.arch, num_classes=3, num_frames=a.num_frames, img_size=a.size, dense_head=True).eval()
     boxes = make_detector("background").detect_video(a.video)
     span = a.num_frames * a.sampling_rate
     windows = sliding_windows(info.num_frames, a.num_frames, a.sampling_rate, max(1, span // 2))
     step = max(1, len(windows) // a.naive_windows)
     sample = windows[::step][: a.naive_windows]
-    ours, naive, decode = [], [], []
+    ours, naive, decode, dense = [], [], [], []
     for _ in range(a.runs):
         t0 = time.perf_counter()
         n = sum(1 for _ in iter_frames(a.video))
@@ -89,6 +94,10 @@ def main() -> None:
                       input_size=a.size, num_classes=3, batch_size=64)
         dt = time.perf_counter() - t0
         ours.append((len(windows) / dt, info.num_frames / dt))
+        t0 = time.perf_counter()
+        predict_video(dense_model, a.video, boxes, num_frames=a.num_frames, sampling_rate=a.sampling_rate,
+                      input_size=a.size, num_classes=3, batch_size=64, head="dense")
+        dense.append(len(windows) / (time.perf_counter() - t0))
         naive.append(len(sample) / naive_windows(a.video, sample, boxes, model, a.size, 0.05))
     ours_wps = statistics.median(o[0] for o in ours)
     ours_fps = statistics.median(o[1] for o in ours)
@@ -99,6 +108,8 @@ def main() -> None:
         "ours_frames_per_s": round(ours_fps, 1), "decode_frames_per_s": round(statistics.median(decode), 1),
         "p1_vs_naive": round(ours_wps / statistics.median(naive), 2),
         "p2_vs_decode": round(ours_fps / statistics.median(decode), 2),
+        "dense_windows_per_s": round(statistics.median(dense), 1),
+        "dense_vs_clip": round(statistics.median(d / o[0] for d, o in zip(dense, ours)), 3),
     }
     print(f"ours {res['ours_windows_per_s']} windows/s ({res['ours_frames_per_s']} frames/s); naive "
           f"{res['naive_windows_per_s']} windows/s; decode {res['decode_frames_per_s']} frames/s")

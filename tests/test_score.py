@@ -174,6 +174,7 @@ def test_score_pipeline_yaml_is_up_to_date_with_gpu_parallel_for(tmp_path):
     assert {"videos", "model", "metadata", "shards", "bin_s", "cache"} <= set(params)
 
 
+@pytest.mark.slow
 def test_mar_score_end_to_end_through_kfp_local(tmp_path, videos, model_dir, capsys):
     from components import tracking
     from pipeline.cli import main
@@ -193,3 +194,32 @@ def test_mar_score_end_to_end_through_kfp_local(tmp_path, videos, model_dir, cap
     runs = c.search_runs([c.get_experiment_by_name("mouse-action-scoring").experiment_id])
     assert len(runs) == 1 and runs[0].data.tags["weights_sha256"] == summary["weights_sha256"]
     assert "model_version" in runs[0].data.tags
+
+
+def test_submit_and_schedule_the_score_pipeline(monkeypatch, tmp_path, capsys):
+    from kfp.client import Client
+
+    from fake_kfp import FakeKFP
+    from pipeline import cluster
+    from pipeline.cli import main
+
+    monkeypatch.setattr(Client, "_LOCAL_KFP_CONTEXT", str(tmp_path / "kfp-context.json"))
+    monkeypatch.setattr(cluster, "BACKOFF_S", 0.01)
+    monkeypatch.delenv("KF_PIPELINES_ENDPOINT", raising=False)
+    monkeypatch.setenv("KF_PIPELINES_TOKEN", "t")
+    with FakeKFP(token="t") as kfp:
+        common = ["--host", kfp.url, "--pipeline", "score", "--videos", "s3://lab/cohort1",
+                  "--model", "models:/mouse-action-mvd/3", "--metadata", "s3://lab/cohort1.csv", "--shards", "8",
+                  "--json"]
+        assert main(["submit", *common]) == 0
+        r = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert main(["schedule", *common, "--cron", "0 0 4 * * *"]) == 0
+        assert [p["display_name"] for p in kfp.pipelines.values()] == ["mouse-action-scoring"]
+        spec = kfp.specs[r["version_id"]]
+        assert "exec-score-shard-op" in spec["deploymentSpec"]["executors"]
+        params = kfp.runs[0]["runtime_config"]["parameters"]
+        assert params == {"videos": "s3://lab/cohort1", "model": "models:/mouse-action-mvd/3",
+                          "metadata": "s3://lab/cohort1.csv", "shards": 8, "bin_s": 300.0}
+        assert kfp.recurring_runs[0]["runtime_config"]["parameters"]["videos"] == "s3://lab/cohort1"
+        assert main(["submit", "--host", kfp.url, "--pipeline", "score"]) == 2
+        assert "--videos is required" in capsys.readouterr().err

@@ -23,8 +23,9 @@ demo: $(STAMP)  ## write a synthetic Supervisely project and run the whole pipel
 test: $(STAMP)  ## run the test suite (CPU only)
 	MLFLOW_DISABLE_TELEMETRY=true $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-compile: $(STAMP)  ## compile the DAG to pipeline.yaml
+compile: $(STAMP)  ## compile the DAGs to pipeline.yaml and score_pipeline.yaml
 	$(BIN)/mar compile --out pipeline.yaml
+	$(BIN)/mar compile --pipeline score --out score_pipeline.yaml
 
 bench: $(STAMP)  ## run the benchmark scripts (ratios measured side by side)
 	for b in $(filter-out benchmarks/fps_transfer.py,$(wildcard benchmarks/*.py)); do $(BIN)/python $$b || exit 1; done

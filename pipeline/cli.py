@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -99,9 +100,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
+    if args.pipeline == "score":
+        from .score_dag import compile_score_pipeline
+
+        print(compile_score_pipeline(args.out or "score_pipeline.yaml"))
+        return 0
     from .dag import compile_pipeline
 
-    print(compile_pipeline(args.out))
+    print(compile_pipeline(args.out or "pipeline.yaml"))
     return 0
 
 
@@ -167,6 +173,32 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_score(args: argparse.Namespace) -> int:
+    from components.predict import PredictError
+    from components.score import ScoreError, plan_score
+
+    from .local import PipelineFailed, run_score_local
+
+    out = Path(args.out)
+    tracking_uri = (args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
+                    or f"sqlite:///{out.resolve() / 'mlflow.db'}")
+    try:  # bad videos, metadata or model reference: reported before any scoring starts
+        plan_score(args.videos, args.model, metadata=args.metadata, shards=args.shards, tracking_uri=tracking_uri)
+        s = run_score_local(args.videos, args.model, out, metadata=args.metadata, shards=args.shards,
+                            bin_s=args.bin_s, tracking_uri=tracking_uri, cache=args.cache)
+    except (ScoreError, PredictError, PipelineFailed) as e:
+        raise UserError(str(e)) from e
+    for f in s["failures"]:
+        print(f"{f['video']}: FAILED: {f['reason']}", file=sys.stderr)
+    m = s["model"]
+    print(f"scored {s['scored']} of {s['videos']} videos ({s['cached']} from the cache) with "
+          f"{m['name'] + ' version ' + m['version'] if m['version'] else m['uri']} in {s['wall_s']} s")
+    print(f"  cohort table: {out / 'cohort.csv'}")
+    print(f"  report: {out / 'report.html'}")
+    print(f"  MLflow run {s['mlflow_run_id']} in {s['mlflow_tracking_uri']}")
+    return 0
+
+
 def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", choices=["cpu", "gpu"], default=None,
                    help="gpu = ViT-S 16×224 (the reference defaults), cpu = tiny ViT; default: gpu if CUDA is available")
@@ -198,8 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_args(p)
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("compile", help="compile the DAG to pipeline.yaml")
-    p.add_argument("--out", default="pipeline.yaml")
+    p = sub.add_parser("compile", help="compile the DAG to pipeline.yaml (or the scoring DAG to score_pipeline.yaml)")
+    p.add_argument("--pipeline", choices=["train", "score"], default="train")
+    p.add_argument("--out", default=None, help="default pipeline.yaml, or score_pipeline.yaml with --pipeline score")
     p.set_defaults(func=cmd_compile)
 
     add_cluster_commands(sub)
@@ -227,6 +260,21 @@ def build_parser() -> argparse.ArgumentParser:
                         "gives other labels than the benchmark's)")
     p.add_argument("--batch-size", type=int, default=None, help="windows per batch (default: the model card's)")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("score", help="score a cohort: label every video in shards (kfp.local), cohort table + report")
+    p.add_argument("videos", nargs="+", help="video files, directories of videos or s3:// prefixes")
+    p.add_argument("--model", required=True,
+                   help="model directory, models:/<name>@<alias>, models:/<name>/<version> or <name>@<alias>")
+    p.add_argument("--metadata", default="",
+                   help="CSV with a 'video' column (file name) and any others (animal, group, dose, session...)")
+    p.add_argument("--out", default="cohort", help="output directory (default ./cohort)")
+    p.add_argument("--shards", type=int, default=2, help="number of shards the videos are split into (default 2)")
+    p.add_argument("--bin-s", type=float, default=300.0, help="time bin of the per-bin counts in seconds (default 300)")
+    p.add_argument("--cache", default=None, help="cache of scored videos (directory or s3:// prefix; default OUT/cache)")
+    p.add_argument("--tracking-uri", default="",
+                   help="MLflow tracking URI (the registry for models:/ references; default $MLFLOW_TRACKING_URI, "
+                        "else sqlite:///OUT/mlflow.db)")
+    p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("import-checkpoint", help="convert an official MVD checkpoint to safetensors + model card")
     p.add_argument("checkpoint")

@@ -14,8 +14,19 @@ DEFAULT_EXPERIMENT = "mouse-action-recognition"
 
 
 def _params(args: argparse.Namespace) -> dict:
-    from .cluster import run_parameters
+    from .cluster import ClusterError, run_parameters, score_parameters
 
+    if args.pipeline == "score":
+        try:
+            return score_parameters(args.videos, args.model, metadata=args.metadata, shards=args.shards,
+                                    bin_s=args.bin_s, cache=args.cache, tracking_uri=args.tracking_uri,
+                                    mlflow_experiment=args.mlflow_experiment, run_name=args.mlflow_run_name,
+                                    artifact_root=args.artifact_root)
+        except ClusterError as e:
+            raise UserError(str(e)) from e
+    if not args.source:
+        raise UserError("--source is required for --pipeline train: s3://bucket/prefix, sly://<project id> or a path "
+                        "the pods mount")
     cfg = build_config(args.profile, args.config, parse_overrides(args.set or []))
     return run_parameters(args.source, cfg.to_json(), tracking_uri=args.tracking_uri,
                           mlflow_experiment=args.mlflow_experiment, run_name=args.mlflow_run_name,
@@ -37,7 +48,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
     try:
         r = submit(args.host, _params(args), experiment=args.experiment, run_name=args.run_name,
-                   namespace=args.namespace, pipeline_name=args.pipeline_name, pipeline_root=args.pipeline_root)
+                   namespace=args.namespace, pipeline_name=args.pipeline_name, pipeline_root=args.pipeline_root,
+                   pipeline=args.pipeline)
     except ClusterError as e:
         raise UserError(str(e)) from e
     if not _print_upload(r, args.json):
@@ -51,7 +63,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     try:
         r = schedule(args.host, _params(args), cron=args.cron, experiment=args.experiment, name=args.name,
                      namespace=args.namespace, pipeline_name=args.pipeline_name, pipeline_root=args.pipeline_root,
-                     max_concurrency=args.max_concurrency, catchup=args.catchup)
+                     max_concurrency=args.max_concurrency, catchup=args.catchup, pipeline=args.pipeline)
     except (ClusterError, CronError) as e:
         raise UserError(str(e)) from e
     if not _print_upload(r, args.json):
@@ -67,9 +79,20 @@ def _add_cluster_args(p: argparse.ArgumentParser) -> None:
                         "a bearer token is read from $KF_PIPELINES_TOKEN")
     p.add_argument("--namespace", default=None, help="Kubeflow profile namespace (required on multi-user clusters)")
     p.add_argument("--experiment", default=DEFAULT_EXPERIMENT, help="KFP experiment of the run (created if missing)")
-    p.add_argument("--pipeline-name", default=None, help="KFP pipeline name (default mouse-action-recognition)")
-    p.add_argument("--source", required=True, help="Supervisely project for the pods: s3://bucket/prefix, "
-                                                    "sly://<project id> or a path mounted in the pods")
+    p.add_argument("--pipeline-name", default=None, help="KFP pipeline name (default mouse-action-recognition, or "
+                                                              "mouse-action-scoring with --pipeline score)")
+    p.add_argument("--pipeline", choices=["train", "score"], default="train",
+                   help="train (default): the training DAG; score: the cohort scoring DAG (--videos, --model, ...)")
+    p.add_argument("--source", default="", help="Supervisely project for the pods: s3://bucket/prefix, "
+                                                "sly://<project id> or a path mounted in the pods (--pipeline train)")
+    p.add_argument("--videos", default="", help="--pipeline score: videos for the pods, s3://bucket/prefix or a "
+                                                "mounted directory")
+    p.add_argument("--model", default="", help="--pipeline score: models:/<name>@<alias> or models:/<name>/<version> "
+                                               "(default models:/mouse-action-mvd@champion)")
+    p.add_argument("--metadata", default="", help="--pipeline score: metadata CSV (s3:// URI or mounted path)")
+    p.add_argument("--shards", type=int, default=4, help="--pipeline score: number of shards (default 4)")
+    p.add_argument("--bin-s", type=float, default=300.0, help="--pipeline score: time bin in seconds (default 300)")
+    p.add_argument("--cache", default="", help="--pipeline score: s3:// prefix of already scored videos")
     p.add_argument("--profile", choices=["cpu", "gpu"], default="gpu", help="configuration profile (default gpu)")
     p.add_argument("--config", help="YAML file with model/data/train/benchmark/register sections")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one config key, e.g. train.epochs=5")

@@ -225,11 +225,23 @@ class Published:
     experiment_id: str
 
 
-def compile_package(out_dir: str | Path) -> Path:
-    """Compile the DAG to ``out_dir/pipeline.yaml`` (with the MAR_* settings of this environment)."""
-    from .dag import compile_pipeline
+def compile_package(out_dir: str | Path, pipeline: str = "train") -> Path:
+    """Compile the training DAG (or, with ``pipeline="score"``, the cohort scoring DAG) to
+    ``out_dir/pipeline.yaml`` (with the MAR_* settings of this environment)."""
+    if pipeline == "score":
+        from .score_dag import compile_score_pipeline as compile_pipeline
+    else:
+        from .dag import compile_pipeline
 
     return Path(compile_pipeline(str(Path(out_dir) / "pipeline.yaml")))
+
+
+def default_pipeline_name(pipeline: str = "train") -> str:
+    if pipeline == "score":
+        from .score_dag import PIPELINE_NAME
+    else:
+        from .dag import PIPELINE_NAME
+    return PIPELINE_NAME
 
 
 def version_name(pipeline_name: str, package: Path) -> str:
@@ -276,10 +288,10 @@ def upload(client, host: str, package: Path, name: str, *, namespace: str | None
 
 
 def publish(client, host: str, *, pipeline_name: str, experiment: str, namespace: str | None = None,
-            description: str = "") -> Published:
+            description: str = "", pipeline: str = "train") -> Published:
     """Compile, upload (new pipeline or new version) and get or create the KFP experiment."""
     with tempfile.TemporaryDirectory(prefix="mar-kfp-") as d:
-        package = compile_package(d)
+        package = compile_package(d, pipeline)
         pid, vid, vname, new = upload(client, host, package, pipeline_name, namespace=namespace,
                                       description=description)
     with _links_to_log():
@@ -304,15 +316,32 @@ def run_parameters(source: str, config_json: str, *, tracking_uri: str = "", mlf
     return params
 
 
-def submit(host: str, params: dict[str, Any], *, experiment: str, run_name: str = "", namespace: str | None = None,
-           pipeline_name: str | None = None, pipeline_root: str | None = None, client=None) -> dict[str, Any]:
-    """Compile, upload and start one run; returns the ids and the run's UI link."""
-    from .dag import PIPELINE_NAME
+def score_parameters(videos: str, model: str, *, metadata: str = "", shards: int = 4, bin_s: float = 300.0,
+                     cache: str = "", tracking_uri: str = "", mlflow_experiment: str = "", run_name: str = "",
+                     artifact_root: str = "") -> dict[str, Any]:
+    """Parameters of a cohort scoring run; empty optional values keep the pipeline's defaults."""
+    if not videos:
+        raise ClusterError("--videos is required for --pipeline score: a directory the pods mount or s3://bucket/prefix")
+    if shards < 1:
+        raise ClusterError(f"--shards {shards}: must be at least 1")
+    params: dict[str, Any] = {"videos": videos, "shards": int(shards), "bin_s": float(bin_s)}
+    for key, value in (("model", model), ("metadata", metadata), ("cache", cache), ("tracking_uri", tracking_uri),
+                       ("experiment", mlflow_experiment), ("run_name", run_name), ("artifact_root", artifact_root)):
+        if value:
+            params[key] = value
+    return params
 
-    pipeline_name = pipeline_name or PIPELINE_NAME
+
+def submit(host: str, params: dict[str, Any], *, experiment: str, run_name: str = "", namespace: str | None = None,
+           pipeline_name: str | None = None, pipeline_root: str | None = None, client=None,
+           pipeline: str = "train") -> dict[str, Any]:
+    """Compile, upload and start one run of the ``pipeline`` DAG (train or score); returns the ids and
+    the run's UI link."""
+    pipeline_name = pipeline_name or default_pipeline_name(pipeline)
     client = client or connect(host, namespace=namespace)
     host = host.rstrip("/")
-    pub = publish(client, host, pipeline_name=pipeline_name, experiment=experiment, namespace=namespace)
+    pub = publish(client, host, pipeline_name=pipeline_name, experiment=experiment, namespace=namespace,
+                  pipeline=pipeline)
     job = run_name or f"{pipeline_name} {time.strftime('%Y-%m-%d %H:%M:%S')}"
     with _links_to_log():
         run = call(host, f"starting run {job!r}",
@@ -327,17 +356,17 @@ def submit(host: str, params: dict[str, Any], *, experiment: str, run_name: str 
 
 def schedule(host: str, params: dict[str, Any], *, cron: str, experiment: str, name: str = "",
              namespace: str | None = None, pipeline_name: str | None = None, pipeline_root: str | None = None,
-             max_concurrency: int = 1, catchup: bool = False, client=None) -> dict[str, Any]:
-    """Compile, upload and create a recurring run on a 6-field cron schedule (validated first)."""
-    from .dag import PIPELINE_NAME
-
+             max_concurrency: int = 1, catchup: bool = False, client=None, pipeline: str = "train") -> dict[str, Any]:
+    """Compile, upload and create a recurring run of the ``pipeline`` DAG (train or score) on a 6-field
+    cron schedule (validated first)."""
     cron = validate_cron(cron)
     if max_concurrency < 1:
         raise ClusterError(f"--max-concurrency {max_concurrency}: must be at least 1")
-    pipeline_name = pipeline_name or PIPELINE_NAME
+    pipeline_name = pipeline_name or default_pipeline_name(pipeline)
     client = client or connect(host, namespace=namespace)
     host = host.rstrip("/")
-    pub = publish(client, host, pipeline_name=pipeline_name, experiment=experiment, namespace=namespace)
+    pub = publish(client, host, pipeline_name=pipeline_name, experiment=experiment, namespace=namespace,
+                  pipeline=pipeline)
     job = name or f"{pipeline_name} ({cron})"
     rr = call(host, f"creating recurring run {job!r}",
               lambda: client.create_recurring_run(pub.experiment_id, job, cron_expression=cron,

@@ -220,3 +220,42 @@ def _plain_output(plain: bool) -> Iterator[None]:
         builtins.print = original_print
         for k, v in colours.items():
             setattr(logging_utils.Color, k, v)
+
+
+def run_score_local(videos: list[str], model: str, out: str | Path, *, metadata: str = "", shards: int = 2,
+                    bin_s: float = 300.0, tracking_uri: str = "", cache: str | None = None,
+                    experiment: str = "mouse-action-scoring") -> dict[str, Any]:
+    """Run the cohort scoring DAG (plan → shards → gather) locally; the cohort outputs are copied to
+    ``out`` (``videos/``, ``cohort.csv``, ``report.html``, ``summary.json``). The cache of scored videos
+    defaults to ``out/cache``; MLflow defaults to ``sqlite:///<out>/mlflow.db`` (or $MLFLOW_TRACKING_URI)."""
+    from kfp import local
+
+    from .score_dag import score_pipeline
+
+    work = Path(out).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    run_id = new_run_id()
+    tracking_uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "") or f"sqlite:///{work / 'mlflow.db'}"
+    cache = str(Path(cache).resolve()) if cache else str(work / "cache")
+    items = [v if "://" in v else str(Path(v).resolve()) for v in videos]
+    model = str(Path(model).resolve()) if Path(model).is_dir() else model
+    metadata = str(Path(metadata).resolve()) if metadata and "://" not in metadata else metadata
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
+    errors = work / "runs" / run_id / "errors"
+    run_env = {"MAR_DRIVER_PID": str(os.getpid()), "MAR_ERROR_DIR": str(errors)}
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(work / "kfp"))
+    t0 = time.perf_counter()
+    try:
+        with _environ(run_env), _plain_output(not sys.stdout.isatty()):
+            task = score_pipeline(videos=json.dumps(items), model=model, metadata=metadata, shards=shards,
+                                  bin_s=float(bin_s), cache=cache, tracking_uri=tracking_uri, experiment=experiment,
+                                  run_name=run_id, artifact_root=str(work / "mlartifacts"))
+    except RuntimeError as e:
+        raise PipelineFailed(f"scoring failed: {root_cause(errors, str(e))} (task files under {work / 'kfp'})") from e
+    summary = json.loads(task.output)
+    arts = summary.pop("artifacts")
+    shutil.copytree(arts["cohort"], work, dirs_exist_ok=True)
+    shutil.copyfile(arts["report"], work / "report.html")
+    summary.update(out=str(work), mlflow_tracking_uri=tracking_uri, wall_s=round(time.perf_counter() - t0, 1))
+    return summary

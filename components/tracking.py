@@ -64,7 +64,7 @@ def _server_auth(env: dict[str, str]) -> tuple[dict[str, str], Any]:
     return {}, ((user, password) if user or password else None)
 
 
-def check_server(tracking_uri: str, *, timeout_s: float = 10.0, artifacts: bool = True,
+def check_server(tracking_uri: str, *, timeout_s: float = 60.0, artifacts: bool = True,
                  env: dict[str, str] | None = None) -> None:
     """Fail fast, with one paragraph, when the MLflow server at ``tracking_uri`` cannot be used:
     credentials written into the URI, nothing answering, credentials refused (401/403), or (with
@@ -84,10 +84,11 @@ def check_server(tracking_uri: str, *, timeout_s: float = 10.0, artifacts: bool 
             "reach pipeline parameters, MLflow params or logs")
     headers, auth = _server_auth(env)
     base = tracking_uri.rstrip("/")
+    timeout = (min(10.0, timeout_s), timeout_s)  # connecting is quick; a busy server's first answer may not be
     has_creds = auth is not None or "Authorization" in headers
     try:
         r = requests.get(f"{base}/api/2.0/mlflow/experiments/search", params={"max_results": 1},
-                         headers=headers, auth=auth, timeout=timeout_s)
+                         headers=headers, auth=auth, timeout=timeout)
     except requests.RequestException as e:
         raise TrackingServerError(
             f"the MLflow tracking server at {tracking_uri} did not answer ({type(e).__name__}): check that the "
@@ -110,12 +111,15 @@ def check_server(tracking_uri: str, *, timeout_s: float = 10.0, artifacts: bool 
         return
     try:
         a = requests.get(f"{base}/api/2.0/mlflow-artifacts/artifacts", headers=headers, auth=auth,
-                         timeout=timeout_s)
+                         timeout=timeout)
     except requests.RequestException as e:
         raise TrackingServerError(
             f"the MLflow tracking server at {tracking_uri} stopped answering while its artifact store was checked "
             f"({type(e).__name__}): look at the server's log") from None
-    if a.status_code >= 500:
+    # 5xx, or MLflow's own "Failed to list artifacts in s3://…" (a missing bucket, say); a 401/403 here
+    # only means this user may not list the root, and a 404 without that message that the server does
+    # not proxy artifacts: neither is the artifact store refusing
+    if a.status_code >= 500 or (a.status_code != 200 and "Failed to list artifacts" in a.text):
         raise TrackingServerError(
             f"the MLflow tracking server at {tracking_uri} cannot use its artifact store (HTTP {a.status_code}: "
             f"{a.text[:300].strip()!r}): check the server's --artifacts-destination (bucket exists, the server's S3 "

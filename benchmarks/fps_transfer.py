@@ -26,7 +26,7 @@ from mvd.detect import make_detector
 from mvd.infer import label_video
 from mvd.metrics import evaluate
 from mvd.weights import load_model
-from pipeline.demo_data import DEFAULT_SIZES, render_video
+from pipeline.demo import DEFAULT_SIZES, render_video
 
 
 def render_pair(work: Path, k: int, seed: int, duration_s: float, base_fps: float, fps: float):

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["DiskFullError", "atomic_copy_tree", "atomic_write", "disk_full", "is_disk_full", "tree_size", "write_bytes",
-           "write_json", "write_text"]
+           "write_json", "write_text", "read_json_artifact"]
 
 _FULL = (errno.ENOSPC, errno.EDQUOT)
 
@@ -134,3 +134,18 @@ def write_text(path: str | os.PathLike[str], text: str) -> Path:
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
     return write_text(path, json.dumps(obj, indent=1, default=str))
+
+
+def read_json_artifact(path: str | os.PathLike[str], error: type[Exception], stage: str) -> Any:
+    """The JSON object a stage wrote at ``path``; ``error`` naming the file (and the ``stage`` to run)
+    when it is missing or not valid JSON."""
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{path} not found: run the {stage} stage first")
+    try:
+        raw = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise error(f"{path} is not valid JSON: {e}") from e
+    if not isinstance(raw, dict):
+        raise error(f"{path} must hold a JSON object; run the {stage} stage again")
+    return raw

@@ -22,7 +22,15 @@ import numpy as np
 from .bouts import Bout
 from .labels import idle_index
 from .metrics import match_hit
-from .postprocess import ClassRule, PostProcess, drop_short, fill_gaps, runs, seconds_to_frames, smooth
+from .postprocess import (
+    ClassRule,
+    PostProcess,
+    drop_short,
+    fill_gaps,
+    runs,
+    seconds_to_frames,
+    smooth,
+)
 
 __all__ = ["ValVideo", "fit_postprocess", "MIN_EVENTS"]
 

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from .timebase import TimeBase
 from .labels import idle_index
+from .timebase import TimeBase
 
 if TYPE_CHECKING:
     from .config import Config
@@ -254,10 +254,10 @@ def plan_clips(manifest: Manifest, cfg: Config, splits: tuple[str, ...] = ("trai
         idle_ranges = by_label.pop(idle, [])
         clips = positive_clips(by_label, rec.num_frames, min_len=min_len, max_len=max_len)
         positives = [r for rs in by_label.values() for r in rs]
-        idle = explicit_idle_clips(idle_ranges, positives, rec.num_frames, max_len=idle_max, span=span)
-        plans[rec.id] = clips + idle
+        idle_cut = explicit_idle_clips(idle_ranges, positives, rec.num_frames, max_len=idle_max, span=span, label=idle)
+        plans[rec.id] = clips + idle_cut
         pos_frames[rec.id] = sum(c.end - c.start + 1 for c in clips)
-        idle_frames[rec.id] = sum(c.end - c.start + 1 for c in idle)
+        idle_frames[rec.id] = sum(c.end - c.start + 1 for c in idle_cut)
     with_pos = [v for v in pos_frames.values() if v > 0]
     if not with_pos:
         return plans

@@ -4,14 +4,13 @@ read boxes only through :func:`read_crops_index` and :meth:`CropsIndex.load_boxe
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .atomic import write_json
+from .atomic import read_json_artifact, write_json
 
 SCHEMA = 1
 FILENAME = "boxes.json"
@@ -68,12 +67,7 @@ class CropsIndex:
 
 def read_crops_index(directory: str | Path) -> CropsIndex:
     path = Path(directory) / FILENAME
-    if not path.is_file():
-        raise CropsIndexError(f"{path} not found: run the bbox-crop stage first")
-    try:
-        raw = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise CropsIndexError(f"{path} is not valid JSON: {e}") from e
+    raw = read_json_artifact(path, CropsIndexError, "bbox-crop")
     if raw.get("schema", SCHEMA) != SCHEMA:
         raise CropsIndexError(f"{path} has schema {raw.get('schema')!r}; this version reads schema {SCHEMA}")
     for key in ("labels", "boxes"):

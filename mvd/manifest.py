@@ -14,7 +14,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .atomic import write_json, write_text
+from .atomic import read_json_artifact, write_json, write_text
 
 __all__ = ["Interval", "Manifest", "ManifestError", "VideoRecord", "read_manifest", "safe_name",
            "sha256_file", "write_json", "SPLITS"]
@@ -86,12 +86,7 @@ class Manifest:
 
 def read_manifest(directory: str | Path) -> Manifest:
     path = Path(directory) / FILENAME
-    if not path.is_file():
-        raise ManifestError(f"{path} not found: run the ingest stage first")
-    try:
-        raw = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ManifestError(f"{path} is not valid JSON: {e}") from e
+    raw = read_json_artifact(path, ManifestError, "ingest")
     if raw.get("schema") not in READABLE_SCHEMAS:
         raise ManifestError(f"{path} has schema {raw.get('schema')!r}; this version reads schemas "
                             f"{list(READABLE_SCHEMAS)}: run the ingest stage again")

@@ -27,7 +27,13 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from mvd.atomic import DiskFullError, is_disk_full
-from mvd.model import VARIANTS, VisionTransformer, create_model, load_checkpoint, unwrap_checkpoint
+from mvd.model import (
+    VARIANTS,
+    VisionTransformer,
+    create_model,
+    load_checkpoint,
+    unwrap_checkpoint,
+)
 from mvd.transforms import MEAN, STD
 
 __all__ = [

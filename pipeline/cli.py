@@ -86,7 +86,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo_data import write_demo_project
+    from .demo import write_demo_project
 
     work = Path(args.workdir)
     project = work / "demo_project"

@@ -11,7 +11,6 @@ from components.bbox_crop import run_bbox_crop
 from components.cache import MARKER, Cache
 from components.ingest import run_ingest
 from mvd.config import build_config
-from test_ingest import make_project, training_data_project
 
 
 def _shard_bytes(crops: Path) -> dict[str, bytes]:
@@ -23,7 +22,7 @@ def _cfg(cache: str, **over):
 
 
 @pytest.fixture
-def training_data(tmp_path):
+def training_data(tmp_path, training_data_project):
     return training_data_project(tmp_path / "Training Data", tmp_path)
 
 
@@ -53,7 +52,7 @@ def test_second_run_reuses_everything_and_a_new_video_computes_alone(tmp_path, t
     # one more clip in the project: only it is processed
     import supervisely as sly
 
-    from pipeline.demo_data import render_video
+    from pipeline.demo import render_video
 
     render_video(tmp_path / "g3.mp4", num_frames=40, size=(64, 48), seed=21)
     ds = next(d for d in sly.VideoProject(str(training_data), sly.OpenMode.READ).datasets
@@ -67,7 +66,7 @@ def test_second_run_reuses_everything_and_a_new_video_computes_alone(tmp_path, t
     assert third["windows_per_class"]["Self-Grooming"] > first["windows_per_class"]["Self-Grooming"]
 
 
-def test_clip_rules_change_cuts_only_missing_clips_and_matches_a_cold_run(tmp_path):
+def test_clip_rules_change_cuts_only_missing_clips_and_matches_a_cold_run(tmp_path, make_project):
     root = make_project(tmp_path / "proj", [
         ("ds", "a.mp4", [("Self-Grooming", 40, 69)], 150, 1),
         ("ds", "b.mp4", [("Head/Body TWITCH", 70, 72)], 150, 2),

@@ -24,7 +24,7 @@ def test_not_a_project(capsys, tmp_path):
 def test_project_without_action_tags(capsys, tmp_path):
     import supervisely as sly
 
-    from pipeline.demo_data import render_video
+    from pipeline.demo import render_video
 
     root = tmp_path / "proj"
     project = sly.VideoProject(str(root), sly.OpenMode.CREATE)
@@ -51,7 +51,7 @@ def test_config_command_prints_resolved_yaml(capsys):
 
 
 def test_boxes_command_writes_csv_and_sheet_and_names_bad_videos(capsys, tmp_path):
-    from pipeline.demo_data import render_video
+    from pipeline.demo import render_video
 
     render_video(tmp_path / "m.mp4", num_frames=30, size=(96, 72))
     (tmp_path / "bad.mp4").write_bytes(b"")
@@ -76,7 +76,7 @@ def _one_paragraph(err: str) -> bool:
 
 
 def test_unreachable_tracking_server_is_named_before_anything_starts(capsys, tmp_path, monkeypatch):
-    from pipeline.demo_data import write_demo_project
+    from pipeline.demo import write_demo_project
 
     project = write_demo_project(tmp_path / "p", n_videos=2, seed=1, duration_s=(6, 6), sizes=[(96, 72)], workers=1)
     uri = f"http://127.0.0.1:{_free_port()}"

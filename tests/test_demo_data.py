@@ -7,10 +7,9 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+import supervisely as sly
 
-from pipeline.demo_data import ACTIVITIES, GROOMING, TWITCH, render_video, write_demo_project
-
-sly = pytest.importorskip("supervisely")
+from pipeline.demo import ACTIVITIES, GROOMING, TWITCH, render_video, write_demo_project
 
 TINY = dict(n_videos=3, duration_s=(6.0, 6.0), sizes=[(128, 96), (160, 120)], fps_choices=[25, 30],
             with_boxes=True)

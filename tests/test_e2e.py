@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def tiny_project(tmp_path_factory):
-    from pipeline.demo_data import write_demo_project
+    from pipeline.demo import write_demo_project
 
     root = tmp_path_factory.mktemp("e2e") / "project"
     return write_demo_project(root, n_videos=5, seed=3, duration_s=(10, 12), sizes=[(160, 120), (192, 144)])

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_ingest import make_project
 
 from components import tracking
 from mvd.config import DEFAULT_LABELS, build_config, parse_overrides
@@ -496,7 +495,7 @@ def _tagged_project(tmp_path: Path, undeclared: str = "") -> Path:
     """Two videos with a Self-Grooming range (and a tag meta.json does not declare, if given)."""
     import supervisely as sly
 
-    from pipeline.demo_data import render_video
+    from pipeline.demo import render_video
 
     root = tmp_path / "proj"
     project = sly.VideoProject(str(root), sly.OpenMode.CREATE)
@@ -577,7 +576,7 @@ def test_killed_mar_run_is_marked_killed_and_resumed(tmp_path):
 
     from mlflow.tracking import MlflowClient
 
-    from pipeline.demo_data import write_demo_project
+    from pipeline.demo import write_demo_project
 
     project = write_demo_project(tmp_path / "project", n_videos=5, seed=3, duration_s=(10, 12),
                                  sizes=[(160, 120), (192, 144)])
@@ -619,7 +618,7 @@ def _sha(path: Path) -> str:
 # ----------------------------------------------------------------------------- same file name twice
 
 
-def test_same_video_name_in_datasets_that_clean_alike_keeps_both(tmp_path):
+def test_same_video_name_in_datasets_that_clean_alike_keeps_both(tmp_path, make_project):
     """`cohort A/a.mp4` and `cohort_A/a.mp4` used to clean to one file: the second video's record then
     pointed at the first one's bytes (a silent leak with wrong labels)."""
     from components.ingest import run_ingest
@@ -654,7 +653,7 @@ def _tiny_model(tmp_path: Path) -> Path:
 def test_predict_on_two_folders_with_the_same_file_names(tmp_path):
     """`mar predict A/ B/` with A/a.mp4 and B/a.mp4 reported both but wrote one set of CSVs."""
     from components.predict import output_stems, run_predict
-    from pipeline.demo_data import render_video
+    from pipeline.demo import render_video
 
     for d, seed in (("A", 1), ("B", 2)):
         render_video(tmp_path / d / "a.mp4", num_frames=24, size=(64, 48), seed=seed)
@@ -679,7 +678,7 @@ def _truncated(tmp_path: Path, cut: int = 200) -> Path:
     container claims more frames than decode."""
     import av
 
-    from pipeline.demo_data import render_video
+    from pipeline.demo import render_video
 
     src = tmp_path / "full.mp4"
     render_video(src, num_frames=120, size=(160, 120), fps=30, seed=1,
@@ -718,7 +717,7 @@ def test_truncated_video_is_scored_over_the_frames_that_decode(tmp_path):
     assert lab.info.num_frames == decodable
 
 
-def test_ingest_counts_the_frames_that_decode(tmp_path):
+def test_ingest_counts_the_frames_that_decode(tmp_path, make_project):
     import shutil
 
     from components.ingest import run_ingest

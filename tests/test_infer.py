@@ -14,7 +14,7 @@ from mvd.infer import predict_video
 from mvd.model import create_model
 from mvd.video import read_frames
 from mvd.weights import save_model
-from pipeline.demo_data import render_video
+from pipeline.demo import render_video
 
 
 @pytest.fixture(scope="module")

@@ -40,7 +40,7 @@ def _project(tmp_path, videos):
     """videos: list of (name, tags [(tag, s, e)], kind) with kind in {"ok", "corrupt", "empty"}."""
     import supervisely as sly
 
-    from pipeline.demo_data import render_video
+    from pipeline.demo import render_video
 
     root = tmp_path / "proj"
     project = sly.VideoProject(str(root), sly.OpenMode.CREATE)
@@ -106,45 +106,7 @@ def test_manifest_validation_names_the_problem(tmp_path):
 # ----------------------------------------------------------------------------- nested datasets, shapes
 
 
-def make_project(root, videos, work, *, size=(64, 48), fps=30):
-    """A Supervisely video project with (nested) datasets.
-
-    videos: list of (dataset path "a/b", name, [(tag, start, end)], num_frames, seed). A nested
-    dataset "a/b" is written as a/datasets/b, the SDK's layout.
-    """
-    import shutil
-
-    import supervisely as sly
-
-    from pipeline.demo_data import render_video
-
-    project = sly.VideoProject(str(root), sly.OpenMode.CREATE)
-    names = sorted({t for _, _, tags, _, _ in videos for t, _, _ in tags})
-    metas = {n: sly.TagMeta(n, sly.TagValueType.NONE) for n in names}
-    project.set_meta(sly.ProjectMeta(tag_metas=list(metas.values())))
-    datasets = {}
-
-    def dataset(path):
-        if path not in datasets:
-            parts = path.split("/")
-            if len(parts) > 1:
-                dataset("/".join(parts[:-1]))
-            datasets[path] = project.create_dataset(parts[-1], ds_path="/datasets/".join(parts))
-        return datasets[path]
-
-    for ds_path, name, tags, n, seed in videos:
-        src = work / f"render_{n}_{seed}.mp4"
-        if not src.exists():
-            render_video(src, num_frames=n, size=size, fps=fps, seed=seed)
-        ann = sly.VideoAnnotation(img_size=(size[1], size[0]), frames_count=n, tags=sly.VideoTagCollection(
-            [sly.VideoTag(metas[t], frame_range=(s, e)) for t, s, e in tags]))
-        copy = work / f"{ds_path.replace('/', '_')}_{name}"
-        shutil.copyfile(src, copy)
-        dataset(ds_path).add_item_file(name, str(copy), ann=ann, _validate_item=False)
-    return root
-
-
-def test_nested_datasets_are_read(tmp_path):
+def test_nested_datasets_are_read(tmp_path, make_project):
     import supervisely as sly
 
     root = make_project(tmp_path / "proj", [
@@ -166,7 +128,7 @@ def test_nested_datasets_are_read(tmp_path):
     assert json.loads((tmp_path / "report.json").read_text())["shape"] == "videos"
 
 
-def test_explicit_idle_tags_are_kept_minus_action_frames(tmp_path):
+def test_explicit_idle_tags_are_kept_minus_action_frames(tmp_path, make_project):
     root = make_project(tmp_path / "proj", [
         ("ds", "a.mp4", [("idle", 0, 59), ("Self-Grooming", 20, 29)], 60, 1),
         ("ds", "b.mp4", [("idle", 0, 39)], 60, 2),  # only idle: annotated, all-idle frames 0..39
@@ -205,21 +167,7 @@ def test_detect_shape(datasets, shape):
     assert detect_shape(datasets, LABELS, {}) == shape
 
 
-def training_data_project(root, work):
-    """The preprocessing app's "Training Data" layout: train/<class>/ clips and test/ full videos."""
-    return make_project(root, [
-        ("train/Self-Grooming", "g1.mp4", [], 40, 11),
-        ("train/Self-Grooming", "g2.mp4", [("Self-Grooming", 0, 39)], 40, 12),
-        ("train/Head-Body_TWITCH", "t1.mp4", [], 20, 13),
-        ("train/idle", "i1.mp4", [], 70, 14),
-        ("train/rearing", "r1.mp4", [], 20, 15),  # no such class: excluded
-        ("test", "full1.mp4", [("Self-Grooming", 10, 40), ("Head/Body TWITCH", 60, 62)], 90, 16),
-        ("test", "full2.mp4", [("Head/Body TWITCH", 5, 7)], 90, 17),
-        ("test", "untagged.mp4", [], 90, 18),
-    ], work)
-
-
-def test_training_data_shape_ingest(tmp_path):
+def test_training_data_shape_ingest(tmp_path, training_data_project):
     root = training_data_project(tmp_path / "Training Data", tmp_path)
     cfg = build_config("cpu")
     m = run_ingest(str(root), cfg, tmp_path / "out", tmp_path / "report.json")
@@ -258,7 +206,7 @@ def test_training_data_shape_ingest(tmp_path):
     assert set(s["boxes"]) == set(by)  # test videos keep per-frame boxes for the benchmark
 
 
-def test_training_data_without_test_videos_is_a_clear_error(tmp_path):
+def test_training_data_without_test_videos_is_a_clear_error(tmp_path, make_project):
     root = make_project(tmp_path / "proj", [("train/idle", "i.mp4", [], 30, 1),
                                             ("train/Self-Grooming", "g.mp4", [], 30, 2)], tmp_path)
     with pytest.raises(IngestError, match="no usable test video"):

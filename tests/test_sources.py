@@ -7,7 +7,6 @@ import pytest
 from components.ingest import IngestError, run_ingest
 from components.sources import SourceError, resolve_source
 from mvd.config import build_config
-from test_ingest import make_project, training_data_project
 
 
 def test_local_source_is_used_in_place(tmp_path):
@@ -37,7 +36,7 @@ def test_sly_without_credentials_is_a_clear_error(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def sly_server(monkeypatch, tmp_path):
+def sly_server(monkeypatch, tmp_path, training_data_project):
     """A Supervisely API fake over HTTP serving a "Training Data" project (nested datasets) as project 77."""
     from fake_supervisely import FakeSupervisely
 
@@ -96,7 +95,7 @@ def test_sly_unknown_project_and_wrong_token_are_named(tmp_path, sly_server, mon
 
 
 @pytest.mark.s3
-def test_s3_source_round_trip(tmp_path, s3_server, monkeypatch):
+def test_s3_source_round_trip(tmp_path, s3_server, monkeypatch, make_project):
     from components import storage
 
     for k, v in s3_server.env().items():

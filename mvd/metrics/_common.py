@@ -97,3 +97,18 @@ def _check_bouts(bouts: Sequence[Sequence[Bout]], what: str, num_classes: int) -
             if int(b.start) > int(b.end) or int(b.start) < 0:
                 raise ValueError(f"{what} of video #{v}: bout {tuple(b)} is not a valid "
                                  "inclusive frame range [start, end]")
+
+
+def _check_bout_inputs(true_bouts: Sequence[Sequence[Bout]], pred_bouts: Sequence[Sequence[Bout]],
+                       labels: Sequence[str], fps: Sequence[float] | float, video_names: Sequence[str] | None,
+                       idle: int | None) -> tuple[list[str], int, list[float], list[str]]:
+    """(class names, number of videos, fps per video, video names) after checking per-video bout lists."""
+    names = _check_labels(labels, idle)
+    n = len(true_bouts)
+    if len(pred_bouts) != n:
+        raise ValueError(f"true_bouts has {n} videos but pred_bouts has {len(pred_bouts)}")
+    fps_l = _fps_list(fps, n)
+    vids = _names_list(video_names, n)
+    _check_bouts(true_bouts, "true_bouts", len(names))
+    _check_bouts(pred_bouts, "pred_bouts", len(names))
+    return names, n, fps_l, vids

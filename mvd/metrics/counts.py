@@ -11,10 +11,7 @@ from mvd.bouts import Bout
 
 from ._common import (
     _action_classes,
-    _check_bouts,
-    _check_labels,
-    _fps_list,
-    _names_list,
+    _check_bout_inputs,
 )
 
 
@@ -78,14 +75,7 @@ def count_metrics(
     (likewise for total duration), count_agreement / duration_agreement (:func:`agreement` of
     the per-video values)}}.
     """
-    names = _check_labels(labels, idle)
-    n = len(true_bouts)
-    if len(pred_bouts) != n:
-        raise ValueError(f"true_bouts has {n} videos but pred_bouts has {len(pred_bouts)}")
-    fps_l = _fps_list(fps, n)
-    vids = _names_list(video_names, n)
-    _check_bouts(true_bouts, "true_bouts", len(names))
-    _check_bouts(pred_bouts, "pred_bouts", len(names))
+    names, n, fps_l, vids = _check_bout_inputs(true_bouts, pred_bouts, labels, fps, video_names, idle)
     actions = _action_classes(len(names), idle)
 
     per_video = []

@@ -11,10 +11,7 @@ from mvd.bouts import Bout
 
 from ._common import (
     _action_classes,
-    _check_bouts,
-    _check_labels,
-    _fps_list,
-    _names_list,
+    _check_bout_inputs,
     average_precision,
     prf,
 )
@@ -139,14 +136,7 @@ def event_metrics(
     pooled over videos, ``macro`` {criterion: {precision, recall, f1, ap}} over defined
     action classes, and ``per_video`` [{video, fps, per_class: {name: {...}}}].
     """
-    names = _check_labels(labels, idle)
-    n = len(true_bouts)
-    if len(pred_bouts) != n:
-        raise ValueError(f"true_bouts has {n} videos but pred_bouts has {len(pred_bouts)}")
-    fps_l = _fps_list(fps, n)
-    vids = _names_list(video_names, n)
-    _check_bouts(true_bouts, "true_bouts", len(names))
-    _check_bouts(pred_bouts, "pred_bouts", len(names))
+    names, n, fps_l, vids = _check_bout_inputs(true_bouts, pred_bouts, labels, fps, video_names, idle)
     if hit_tolerance_s < 0:
         raise ValueError(f"hit_tolerance_s must be >= 0, got {hit_tolerance_s}")
     thresholds = [float(t) for t in iou_thresholds]

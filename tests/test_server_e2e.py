@@ -36,8 +36,19 @@ class Postgres:
     as_user: list[str]
 
     def stop(self) -> None:
-        subprocess.run([*self.as_user, "pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "-t", "20", "stop"],
+        subprocess.run([*self.as_user, pg_bin("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "-t", "20", "stop"],
                        capture_output=True, timeout=30)
+
+
+def pg_bin(name: str) -> str | None:
+    """A PostgreSQL program from PATH, else from Debian's /usr/lib/postgresql/<version>/bin."""
+    found = shutil.which(name)
+    if found:
+        return found
+    for d in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
+        if (d / name).is_file():
+            return str(d / name)
+    return None
 
 
 def start_postgres() -> Postgres:
@@ -53,10 +64,10 @@ def start_postgres() -> Postgres:
         as_user = ["runuser", "-u", "postgres", "--"]
     data, sock, log = base / "data", base / "sock", base / "postgres.log"
     subprocess.run([*as_user, "mkdir", "-p", str(sock)], check=True)
-    subprocess.run([*as_user, "initdb", "-D", str(data), "-U", "mar", "--auth=trust", "-E", "UTF8"],
+    subprocess.run([*as_user, pg_bin("initdb"), "-D", str(data), "-U", "mar", "--auth=trust", "-E", "UTF8"],
                    check=True, capture_output=True, timeout=120)
     (port,) = free_ports(1)
-    proc = subprocess.run([*as_user, "pg_ctl", "-D", str(data), "-l", str(log), "-w", "-t", "60",
+    proc = subprocess.run([*as_user, pg_bin("pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60",
                            "-o", f"-p {port} -k {sock} -c listen_addresses={HOST}", "start"],
                           capture_output=True, text=True, timeout=90)
     if proc.returncode != 0:
@@ -66,7 +77,7 @@ def start_postgres() -> Postgres:
 
 @pytest.fixture(scope="module")
 def postgres():
-    if shutil.which("initdb") is None or shutil.which("pg_ctl") is None:
+    if pg_bin("initdb") is None or pg_bin("pg_ctl") is None:
         pytest.skip("needs PostgreSQL (initdb, pg_ctl): apt-get install postgresql")
     pytest.importorskip("psycopg2", reason="needs psycopg2-binary")
     pg = start_postgres()

@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 WORKDIR ?= work
 PYTEST_ARGS ?=
 
-.PHONY: help demo test test-all compile check-golden bench bench-fps images clean
+.PHONY: help demo test test-all compile check-golden bench bench-fps gpu-check images clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -28,11 +28,14 @@ compile: $(STAMP)  ## compile the DAGs to pipeline.yaml and score_pipeline.yaml
 	$(BIN)/mar compile --pipeline score --out score_pipeline.yaml
 
 bench: $(STAMP)  ## run the benchmark scripts (ratios measured side by side)
-	for b in $(filter-out benchmarks/fps_transfer.py,$(wildcard benchmarks/*.py)); do $(BIN)/python $$b || exit 1; done
+	for b in $(filter-out benchmarks/fps_transfer.py benchmarks/gpu_check.py,$(wildcard benchmarks/*.py)); do $(BIN)/python $$b || exit 1; done
 
 bench-fps: $(STAMP)  ## the champion of $(WORKDIR) (after make demo) on the same behaviour at 30 and 60 fps
 	$(BIN)/python benchmarks/fps_transfer.py --model models:/mouse-action-mvd@champion \
 	  --tracking-uri sqlite:///$(abspath $(WORKDIR))/mlflow.db
+
+gpu-check: $(STAMP)  ## on one H100/H200: ViT-S bf16 training clips/s + MFU, 10-min video benchmark vs decode (one JSON line)
+	$(BIN)/python benchmarks/gpu_check.py
 
 IMAGE_VAR = $(shell $(PY) -c 'import sys; sys.path.insert(0, "."); import components.images as i; print(i.$(1))')
 

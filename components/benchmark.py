@@ -135,11 +135,11 @@ from kfp import dsl  # noqa: E402
 from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Input, Metrics, Model, Output  # noqa: E402
 
 from .common import kfp_compile_time  # noqa: E402
-from .images import CPU_IMAGE  # noqa: E402
+from .images import GPU_IMAGE  # noqa: E402
 
 
 if kfp_compile_time():
-    @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
+    @dsl.component(base_image=GPU_IMAGE, install_kfp_package=False)
     def benchmark_op(
         config_json: str,
         model: Input[Model],

@@ -9,6 +9,7 @@ the model card as ``model_meta.json``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -21,6 +22,9 @@ logger = logging.getLogger(__name__)
 
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 TEAM_FILES_RETRIES = 3
+TEAM_FILES_BACKOFF_S = 2.0  # first wait between upload attempts; doubles each time
+TEAM_FILES_CHUNK = 20 * 1024 * 1024  # files per request up to about this many bytes (a bigger file goes alone)
+TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
 
 
 class MirrorError(RuntimeError):
@@ -81,6 +85,54 @@ def team_files_settings(team_id: int | None = None) -> tuple[str, str, int] | No
         raise ValueError(f"TEAM_ID must be an integer team id, got {team!r}") from e
 
 
+def _chunks(pairs: list[tuple[str, Path]], limit: int = TEAM_FILES_CHUNK) -> list[list[tuple[str, Path]]]:
+    out: list[list[tuple[str, Path]]] = []
+    size = 0
+    for dst, src in pairs:
+        n = src.stat().st_size
+        if not out or (size > 0 and size + n > limit):
+            out.append([])
+            size = 0
+        out[-1].append((dst, src))
+        size += n
+    return out
+
+
+def _post_chunk(api, team: int, chunk: list[tuple[str, Path]], retry_count: int) -> list[dict]:
+    """One bulk-upload request, retried on connection errors and 408/429/5xx with a new multipart body
+    each time (the SDK's own retry re-posts the stream it already read, i.e. an empty body)."""
+    import time
+
+    import requests
+    from requests_toolbelt import MultipartEncoder
+
+    for attempt in range(1, max(1, retry_count) + 1):
+        with contextlib.ExitStack() as stack:
+            fields = []
+            for dst, src in chunk:
+                folder, name = dst.rsplit("/", 1)
+                fields += [("name", name), ("path", folder + "/"),
+                           ("file", (name, stack.enter_context(open(src, "rb")), "application/octet-stream"))]
+            encoder = MultipartEncoder(fields=fields)
+            try:
+                resp = api.post(f"file-storage.bulk.upload?teamId={team}", encoder, retries=1, raise_error=True)
+                return resp.json()
+            except requests.HTTPError as e:
+                code = e.response.status_code if e.response is not None else None
+                if code not in TRANSIENT_STATUS or attempt >= retry_count:
+                    raise
+                reason = f"HTTP {code}"
+            except (requests.ConnectionError, requests.Timeout) as e:
+                if attempt >= retry_count:
+                    raise
+                reason = type(e).__name__
+        wait = TEAM_FILES_BACKOFF_S * 2 ** (attempt - 1)
+        logger.warning("Team Files upload of %d file(s) failed (%s); attempt %d of %d in %.1f s",
+                       len(chunk), reason, attempt + 1, retry_count, wait)
+        time.sleep(wait)
+    raise AssertionError("unreachable")
+
+
 def mirror_to_team_files(
     files: Mapping[str, str | os.PathLike[str]],
     *,
@@ -94,6 +146,8 @@ def mirror_to_team_files(
 
     Needs SERVER_ADDRESS, API_TOKEN and a team id (``team_id`` or env TEAM_ID). An existing run
     folder is never overwritten: the SDK picks a free name (``…_MVD_000``, ``…_MVD_001``, …).
+    Files go up in requests of about 20 MiB, each tried up to ``retry_count`` times on a transient
+    failure with a freshly built body.
     """
     settings = team_files_settings(team_id)
     if settings is None:
@@ -109,7 +163,8 @@ def mirror_to_team_files(
     try:
         remote_dir = api.file.get_free_dir_name(team, remote_dir).rstrip("/") + "/"
         dst = [remote_dir + rel for rel, _ in pairs]
-        infos = api.file.upload_bulk(team, [str(src) for _, src in pairs], dst)
+        infos = [info for chunk in _chunks(list(zip(dst, (src for _, src in pairs))))
+                 for info in _post_chunk(api, team, chunk, retry_count)]
     except (requests.RequestException, OSError, ValueError) as e:
         raise MirrorError(f"upload to Supervisely Team Files {server} team {team} {remote_dir} failed: "
                           f"{type(e).__name__}: {e}") from e

@@ -37,7 +37,8 @@ def resolve_tracking_uri(tracking_uri: str = "", workdir: str | os.PathLike[str]
 
 
 def open_store(tracking_uri: str) -> MlflowClient:
-    """An MLflow client; a ``sqlite:`` store must already exist (never create an empty one)."""
+    """An MLflow client; a ``sqlite:`` store must already exist (never create an empty one), a server
+    must answer and accept the environment's credentials."""
     try:
         path = tracking.sqlite_path(tracking_uri)
     except ValueError as e:
@@ -45,6 +46,11 @@ def open_store(tracking_uri: str) -> MlflowClient:
     if path is not None and not path.is_file():
         raise RegistryError(f"no MLflow store at {path} (tracking URI {tracking_uri}): run `mar run` (or `mar demo`) "
                             "with that --workdir first, or pass the right --tracking-uri / set MLFLOW_TRACKING_URI")
+    if tracking.is_server(tracking_uri):
+        try:
+            tracking.check_server(tracking_uri, artifacts=False)
+        except tracking.TrackingServerError as e:
+            raise RegistryError(str(e)) from None
     return tracking.client(tracking_uri)
 
 

@@ -127,7 +127,17 @@ def _download_sly(uri: str, scratch: Path, retries: int, backoff_s: float) -> Pa
                 sly.download_video_project(api, project_id, str(tmp), log_progress=False,
                                            resume_download=attempt > 1)
                 break
+            except sly.api.project_api.ProjectNotFound as e:
+                raise SourceError(f"Supervisely project {project_id} was not found on {server}: check the id in "
+                                  f"{uri} and that the API_TOKEN's user is in the project's team") from e
             except OSError as e:  # requests' network and HTTP errors are OSErrors
+                status = getattr(getattr(e, "response", None), "status_code", None)
+                if status in (401, 403):
+                    raise SourceError(f"{server} refused API_TOKEN (HTTP {status}) for Supervisely project "
+                                      f"{project_id}: check the token and that its user may read the project") from e
+                if status == 404 and attempt == 1 and not (tmp / "meta.json").exists():
+                    raise SourceError(f"Supervisely project {project_id} was not found on {server}: check the id "
+                                      f"in {uri} and that the API_TOKEN's user is in the project's team") from e
                 if attempt == attempts:
                     raise SourceError(f"downloading Supervisely project {project_id} from {server} failed "
                                       f"after {attempts} attempts: {e}") from e

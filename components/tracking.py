@@ -43,6 +43,89 @@ def sqlite_path(tracking_uri: str) -> Path | None:
     return Path(tracking_uri[len(SQLITE_PREFIX):])
 
 
+class TrackingServerError(ValueError):
+    """The MLflow tracking server cannot be used (unreachable, credentials refused, artifact store
+    refused); the message is one paragraph naming the URI and what to check."""
+
+
+CREDENTIAL_VARS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
+
+
+def is_server(tracking_uri: str) -> bool:
+    return tracking_uri.lower().startswith(("http://", "https://"))
+
+
+def _server_auth(env: dict[str, str]) -> tuple[dict[str, str], Any]:
+    """Request headers and auth from the environment (MLflow's own variables), nothing else."""
+    token = env.get("MLFLOW_TRACKING_TOKEN", "")
+    if token:
+        return {"Authorization": f"Bearer {token}"}, None
+    user, password = env.get("MLFLOW_TRACKING_USERNAME", ""), env.get("MLFLOW_TRACKING_PASSWORD", "")
+    return {}, ((user, password) if user or password else None)
+
+
+def check_server(tracking_uri: str, *, timeout_s: float = 60.0, artifacts: bool = True,
+                 env: dict[str, str] | None = None) -> None:
+    """Fail fast, with one paragraph, when the MLflow server at ``tracking_uri`` cannot be used:
+    credentials written into the URI, nothing answering, credentials refused (401/403), or (with
+    ``artifacts``) the server's artifact store refusing it. Credentials come from the environment
+    only (MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD, or MLFLOW_TRACKING_TOKEN)."""
+    from urllib.parse import urlsplit
+
+    import requests
+
+    env = dict(os.environ if env is None else env)
+    parts = urlsplit(tracking_uri)
+    if parts.username or parts.password:
+        safe = parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")).geturl()
+        raise TrackingServerError(
+            f"tracking URI {safe} carries credentials in the URI: remove them and set MLFLOW_TRACKING_USERNAME and "
+            "MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN) in the environment instead, so that they never "
+            "reach pipeline parameters, MLflow params or logs")
+    headers, auth = _server_auth(env)
+    base = tracking_uri.rstrip("/")
+    timeout = (min(10.0, timeout_s), timeout_s)  # connecting is quick; a busy server's first answer may not be
+    has_creds = auth is not None or "Authorization" in headers
+    try:
+        r = requests.get(f"{base}/api/2.0/mlflow/experiments/search", params={"max_results": 1},
+                         headers=headers, auth=auth, timeout=timeout)
+    except requests.RequestException as e:
+        raise TrackingServerError(
+            f"the MLflow tracking server at {tracking_uri} did not answer ({type(e).__name__}): check that the "
+            "server is running and reachable from here (host, port, http vs https, proxy), or pass another "
+            "--tracking-uri / MLFLOW_TRACKING_URI") from None
+    if r.status_code in (401, 403):
+        what = ("refused the credentials from MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD "
+                "(or MLFLOW_TRACKING_TOKEN)" if has_creds else
+                "requires credentials and none were set (MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, "
+                "or MLFLOW_TRACKING_TOKEN)")
+        raise TrackingServerError(
+            f"the MLflow tracking server at {tracking_uri} {what} (HTTP {r.status_code}): check the user name and "
+            "password (or token) for this server and that the user may read and write experiments and models")
+    if r.status_code != 200:
+        raise TrackingServerError(
+            f"the MLflow tracking server at {tracking_uri} answered HTTP {r.status_code} to an experiment search "
+            f"({r.text[:200].strip()!r}): check that this URI is an MLflow server (not its UI behind a proxy "
+            "path) and look at the server's log")
+    if not artifacts:
+        return
+    try:
+        a = requests.get(f"{base}/api/2.0/mlflow-artifacts/artifacts", headers=headers, auth=auth,
+                         timeout=timeout)
+    except requests.RequestException as e:
+        raise TrackingServerError(
+            f"the MLflow tracking server at {tracking_uri} stopped answering while its artifact store was checked "
+            f"({type(e).__name__}): look at the server's log") from None
+    # 5xx, or MLflow's own "Failed to list artifacts in s3://…" (a missing bucket, say); a 401/403 here
+    # only means this user may not list the root, and a 404 without that message that the server does
+    # not proxy artifacts: neither is the artifact store refusing
+    if a.status_code >= 500 or (a.status_code != 200 and "Failed to list artifacts" in a.text):
+        raise TrackingServerError(
+            f"the MLflow tracking server at {tracking_uri} cannot use its artifact store (HTTP {a.status_code}: "
+            f"{a.text[:300].strip()!r}): check the server's --artifacts-destination (bucket exists, the server's S3 "
+            "endpoint and credentials) and its log")
+
+
 @contextlib.contextmanager
 def file_lock(path: Path) -> Iterator[None]:
     """An exclusive ``flock`` on ``path`` (created if missing), held for the ``with`` block; it

@@ -61,7 +61,9 @@ def _print_summary(summary: dict, as_json: bool) -> None:
           f"({'champion' if summary['promoted'] else 'candidate'}: {summary['promotion_reason']})")
     print(f"  report: {summary['artifacts']['report']}")
     print(f"  predictions: {summary['artifacts']['predictions']}")
-    print(f"  MLflow UI: mlflow ui --backend-store-uri {summary['mlflow_tracking_uri']}")
+    uri = summary["mlflow_tracking_uri"]
+    print(f"  MLflow UI: {uri}" if uri.startswith(("http://", "https://"))
+          else f"  MLflow UI: mlflow ui --backend-store-uri {uri}")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -76,8 +78,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UserError(str(e)) from e
     try:
         summary = run_local(args.source, cfg, args.workdir, force=getattr(args, "force", False),
-                            artifact_root=args.artifact_root)
-    except PipelineFailed as e:
+                            artifact_root=args.artifact_root, tracking_uri=args.tracking_uri,
+                            experiment=args.experiment)
+    except (PipelineFailed, PreflightError) as e:
         raise UserError(str(e)) from e
     _print_summary(summary, args.json)
     return 0
@@ -157,9 +160,12 @@ def cmd_import_checkpoint(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from components.predict import PredictError, run_predict
+    from components.registry import resolve_tracking_uri
 
     try:
-        s = run_predict(args.model, args.videos, args.out, tracking_uri=args.tracking_uri, detector=args.detector,
+        s = run_predict(args.model, args.videos, args.out, tracking_uri=resolve_tracking_uri(args.tracking_uri,
+                                                                                            args.workdir),
+                        detector=args.detector,
                         stride=args.stride, batch_size=args.batch_size)
     except PredictError as e:
         raise UserError(str(e)) from e
@@ -208,7 +214,17 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the run summary as one JSON line last")
     p.add_argument("--artifact-root", default="",
                    help="MLflow artifact location for a new experiment (directory or s3://bucket/prefix); "
-                        "default <workdir>/mlartifacts")
+                        "default <workdir>/mlartifacts for the local store, the server's artifact store for a server")
+    _add_tracking_args(p)
+    p.add_argument("--experiment", default="mouse-action-recognition",
+                   help="MLflow experiment the run is logged to (default mouse-action-recognition)")
+
+
+def _add_tracking_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tracking-uri", default="",
+                   help="MLflow tracking URI, e.g. http://mlflow:5000 (default: env MLFLOW_TRACKING_URI, else "
+                        "sqlite:///<workdir>/mlflow.db); a server's credentials come from the environment only: "
+                        "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, or MLFLOW_TRACKING_TOKEN")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -252,7 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True,
                    help="model directory, models:/<name>@<alias>, models:/<name>/<version> or <name>@<alias>")
     p.add_argument("--out", required=True)
-    p.add_argument("--tracking-uri", default="", help="MLflow tracking URI for models:/ references")
+    _add_tracking_args(p)
+    p.add_argument("--workdir", default="work", help="workdir of local runs, for the default store (default ./work)")
     p.add_argument("--detector", default=None,
                    help="mouse detector (default: the one the model was trained with, from its card)")
     p.add_argument("--stride", type=int, default=None,

@@ -1,11 +1,13 @@
-"""The Kubeflow Pipelines DAG: ingest → check-data → [bbox-crop → train (GPU) → benchmark → register].
+"""The Kubeflow Pipelines DAG: ingest → check-data → [bbox-crop → train (GPU) → benchmark (GPU) → register].
 
 Cluster placement is fixed when the pipeline is compiled (KFP resources and Kubernetes settings are
 not run parameters), from these environment variables:
 
-    MAR_GPU_COUNT           GPUs for the train task (default 1; 0 = train on CPU, no GPU node placement)
-    MAR_GPU_NODE_SELECTOR   "key=value" node label for the train task (default nvidia.com/gpu.present=true; "" = none)
-    MAR_GPU_TOLERATION      taint the train task tolerates, kubectl style "key[=value]:Effect"
+    MAR_GPU_COUNT           GPUs for the train task (default 1; 0 = train and benchmark on CPU, no GPU node
+                            placement); the benchmark task takes one GPU whenever this is not 0
+    MAR_GPU_NODE_SELECTOR   "key=value" node label for the train and benchmark tasks
+                            (default nvidia.com/gpu.present=true; "" = none)
+    MAR_GPU_TOLERATION      taint the train and benchmark tasks tolerate, kubectl style "key[=value]:Effect"
                             (default nvidia.com/gpu:NoSchedule; "" = none)
     MAR_S3_SECRET           Kubernetes secret with AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL
                             (default mar-s3; required by the pods)
@@ -124,10 +126,11 @@ def _resources(task: dsl.PipelineTask, cpu: str, memory: str) -> dsl.PipelineTas
     return task.set_cpu_request(cpu).set_memory_request(memory).set_caching_options(False)
 
 
-def _gpu_placement(task: dsl.PipelineTask) -> None:
+def _gpu_placement(task: dsl.PipelineTask, count: int | None = None) -> None:
+    """``count`` GPUs (default MAR_GPU_COUNT) on a GPU node; nothing when MAR_GPU_COUNT is 0."""
     if SETTINGS.gpu_count <= 0:
         return
-    task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(SETTINGS.gpu_count)
+    task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(count or SETTINGS.gpu_count)
     if SETTINGS.gpu_node_selector:
         kubernetes.add_node_selector(task, *SETTINGS.gpu_node_selector)
     tol = SETTINGS.gpu_toleration
@@ -182,7 +185,9 @@ def mar_pipeline(
             crops=crop.outputs["crops"], ingest_report=ingest.outputs["report"], tracking_uri=tracking_uri,
             mlflow_run_id=train.outputs["Output"],
         ).set_display_name("benchmark")
-        _resources(bench, "2", "8G")
+        # the CUDA image on a GPU node, like train; 4 CPUs so that threaded decoding and cropping keep it fed
+        _resources(bench, "4", "16G")
+        _gpu_placement(bench, 1)
         _secrets(bench, s3=True, mlflow=True)
         reg = register_op(
             config_json=config_json, model=train.outputs["model"], results=bench.outputs["results"],

@@ -75,24 +75,45 @@ def check_pretrained(cfg: Config) -> None:
         raise PreflightError(f"model.pretrained={path} cannot be used: {e}") from e
 
 
+def check_tracking(tracking_uri: str) -> None:
+    """A tracking server must answer, accept the environment's credentials and reach its artifact
+    store before any stage starts (so a bad URI or password never leaves a half-made run)."""
+    from components import tracking
+
+    if not tracking.is_server(tracking_uri):
+        return
+    try:
+        tracking.check_server(tracking_uri)
+    except tracking.TrackingServerError as e:
+        raise PreflightError(str(e)) from None
+
+
 def run_local(source: str, cfg: Config, workdir: str | Path, *, run_id: str | None = None,
               experiment: str = "mouse-action-recognition", force: bool = False,
-              artifact_root: str = "") -> dict[str, Any]:
+              artifact_root: str = "", tracking_uri: str = "") -> dict[str, Any]:
     """Run ingest → bbox-crop → train → benchmark → register locally; returns the run summary
     (``{"skipped": true, "reason": ...}`` when the data is unchanged and ``force`` is false).
+    MLflow tracking goes to ``tracking_uri`` (default env MLFLOW_TRACKING_URI, else
+    ``sqlite:///<workdir>/mlflow.db``); credentials for a server come from the environment only.
     MLflow artifacts of a new experiment go to ``artifact_root`` (a directory or ``s3://`` prefix;
-    default ``<workdir>/mlartifacts``)."""
+    default ``<workdir>/mlartifacts`` for the local store, the server's own store for a server)."""
     from kfp import local
+
+    from components.registry import resolve_tracking_uri
+    from components.tracking import is_server
 
     from .dag import mar_pipeline
 
     work = Path(workdir).resolve()
+    tracking_uri = resolve_tracking_uri(tracking_uri, work)
+    check_tracking(tracking_uri)
+    if not artifact_root and not is_server(tracking_uri):
+        artifact_root = str(work / "mlartifacts")
     work.mkdir(parents=True, exist_ok=True)
     run_id = run_id or new_run_id()
     run_dir = work / "runs" / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
-    tracking_uri = f"sqlite:///{work / 'mlflow.db'}"
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     # component processes run this interpreter; make sure `python3` and our console scripts resolve to it
     os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
@@ -106,7 +127,7 @@ def run_local(source: str, cfg: Config, workdir: str | Path, *, run_id: str | No
         with _environ(run_env), _plain_output(not sys.stdout.isatty()):
             task = mar_pipeline(source=str(source), config_json=cfg.to_json(), tracking_uri=tracking_uri,
                                 experiment=experiment, run_name=run_id,
-                                artifact_root=artifact_root or str(work / "mlartifacts"),
+                                artifact_root=artifact_root,
                                 force=force)
     except RuntimeError as e:
         cause = root_cause(errors, str(e))
@@ -170,9 +191,11 @@ def root_cause(errors: Path, kfp_message: str) -> str:
 
 def _end_runs(tracking_uri: str, experiment: str, run_name: str, status: str, reason: str) -> None:
     """Mark the MLflow run of this pipeline run (named ``run_name``) FAILED / KILLED if it is still RUNNING."""
-    if not Path(tracking_uri[len("sqlite:///"):]).is_file():
-        return
     from components import tracking
+
+    db = tracking.sqlite_path(tracking_uri)
+    if db is not None and not db.is_file():
+        return
 
     try:
         ended = tracking.end_named_runs(tracking_uri, experiment, run_name, status, reason)

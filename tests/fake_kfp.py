@@ -1,7 +1,9 @@
 """A small in-memory fake of the Kubeflow Pipelines v2beta1 REST API on 127.0.0.1, enough for
 ``kfp.Client`` 2.17: healthz, pipeline upload / upload_version (multipart), pipelines list (filter on
 display_name) / get / get by name, pipeline versions list, experiments create / list / get, runs
-create, recurring runs create. Every request is recorded in ``requests``."""
+create, recurring runs create. Every request is recorded in ``requests``. An uploaded package that
+does not parse as the real API server parses it (``kfp_spec.parse_package``: protobuf, unknown fields
+rejected) is answered 400 and stored nowhere."""
 
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
 import yaml
+
+from kfp_spec import SpecError, parse_package
 
 PREFIX = "/apis/v2beta1"
 NOW = "2026-01-01T00:00:00Z"
@@ -143,6 +147,11 @@ class FakeKFP:
                 self.fail_healthz -= 1
                 return 503, {"error": "starting"}
             return 200, {"commit_sha": "fake", "tag_name": "2.5.0", "multi_user": self.multi_user}
+        if r.method == "POST" and p in ("/pipelines/upload", "/pipelines/upload_version"):
+            try:
+                parse_package(r.files.get("uploadfile", b""))
+            except SpecError as e:
+                return 400, {"error": f"invalid pipeline spec: {e}", "code": 3}
         if r.method == "POST" and p == "/pipelines/upload":
             name = r.query["name"]
             if any(x["display_name"] == name for x in self.pipelines.values()):

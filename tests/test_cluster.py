@@ -86,6 +86,26 @@ def test_submit_uploads_then_versions_and_starts_runs(env, kfp, capsys, caplog):
     _assert_no_secret(_out(capsys, caplog))
 
 
+def test_fake_api_rejects_a_package_that_does_not_parse(env, kfp, capsys, monkeypatch):
+    """The fake parses uploads as the API server does; a package with an unknown field is refused."""
+    import yaml
+
+    real = cluster.compile_package
+
+    def broken(out_dir):
+        path = real(out_dir)
+        spec, platform = list(yaml.safe_load_all(path.read_text()))
+        platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-train-op"]["nodeSelectr"] = {}
+        path.write_text(yaml.safe_dump_all([spec, platform]))
+        return path
+
+    monkeypatch.setattr(cluster, "compile_package", broken)
+    code = main(["submit", "--host", kfp.url, "--source", "s3://mice/project"])
+    assert code != 0
+    assert not kfp.pipelines and not kfp.runs
+    assert "invalid pipeline spec" in capsys.readouterr().err
+
+
 def test_schedule_creates_recurring_run(env, kfp, capsys, caplog):
     assert main(["schedule", "--host", kfp.url, "--source", "sly://42", "--cron", "0 0 3 * * *",
                  "--name", "nightly", "--experiment", "scheduled", "--profile", "cpu", "--json"]) == 0

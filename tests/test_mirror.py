@@ -81,9 +81,11 @@ def test_mirror_missing_file_names_it(tmp_path):
 class FakeTeamFiles:
     """The part of the Supervisely public API that Team Files uploads use, on 127.0.0.1."""
 
-    def __init__(self, existing: list[str] | None = None, fail_upload: bool = False):
+    def __init__(self, existing: list[str] | None = None, fail_upload: bool | int = False):
+        """``fail_upload``: True answers every upload 500; a number N answers the first N uploads 500."""
         self.requests: list[tuple[str, str]] = []
         self.uploads: list[dict] = []
+        self.received: list[tuple[int, int]] = []  # per upload request: (status answered, body bytes received)
         self.files: dict[str, bytes] = {p: b"" for p in (existing or [])}
         self.fail_upload = fail_upload
         fake = self
@@ -117,8 +119,12 @@ class FakeTeamFiles:
                             for p in fake.files if p.startswith(path)]
                     return self._reply(200, hits)
                 if url.path == "/public/api/v3/file-storage.bulk.upload":
-                    if fake.fail_upload:
+                    if fake.fail_upload is True or (fake.fail_upload and fake.fail_upload > 0):
+                        if fake.fail_upload is not True:
+                            fake.fail_upload -= 1
+                        fake.received.append((500, len(body)))
                         return self._reply(500, {"error": "storage unavailable"})
+                    fake.received.append((200, len(body)))
                     team = int(parse_qs(url.query)["teamId"][0])
                     msg = email.message_from_bytes(
                         b"Content-Type: " + self.headers["Content-Type"].encode() + b"\r\n\r\n" + body,
@@ -200,6 +206,33 @@ def test_team_files_team_id_parameter_and_failure(team_env, tmp_path):
         with pytest.raises(MirrorError, match=r"team 5 /experiments/1_p/run_MVD/"):
             mirror_to_team_files(files, project_id=1, project_name="p", run_name="run", team_id=5, retry_count=1)
     assert ("POST", "/public/api/v3/file-storage.bulk.upload?teamId=5") in fake.requests
+
+
+def test_team_files_transient_5xx_is_retried_with_the_whole_body(team_env, tmp_path, monkeypatch):
+    """The server fails the first upload with a 500, then accepts: the retry sends the whole body again
+    (not the empty, already-read stream), a file over 20 MiB included, and every byte arrives."""
+    import components.mirror as mirror
+
+    monkeypatch.setattr(mirror, "TEAM_FILES_BACKOFF_S", 0.0)
+    files = _model_files(tmp_path / "m")
+    big = tmp_path / "m" / "model.safetensors"
+    big.write_bytes(bytes(range(256)) * (21 * 1024 * 1024 // 256 + 7))  # 21 MiB + 1792 bytes
+    with FakeTeamFiles(fail_upload=1) as fake:
+        team_env.setenv("SERVER_ADDRESS", fake.address)
+        team_env.setenv("API_TOKEN", "test-token")
+        out = mirror_to_team_files(files, project_id=7, project_name="mice", run_name="r2", team_id=3, retry_count=3)
+    base = "/experiments/7_mice/r2_MVD/"
+    assert len(out) == 4
+    got = {u["path"]: u["content"] for u in fake.uploads}
+    assert got[base + "checkpoints/model.safetensors"] == big.read_bytes()
+    for name, remote in (("model_card.json", "model_meta.json"), ("config.json", "config.json"),
+                         ("report.html", "report.html")):
+        assert got[base + remote] == files[name].read_bytes()
+    # one request failed and was sent again in full: the same number of bytes both times
+    statuses = [st for st, _ in fake.received]
+    assert statuses.count(500) == 1 and statuses.count(200) >= 1
+    failed_bytes = fake.received[0][1]
+    assert failed_bytes > big.stat().st_size and fake.received[1][1] == failed_bytes
 
 
 def test_team_files_dir_is_safe():

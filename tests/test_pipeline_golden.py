@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 import pipeline.dag as dag
+from kfp_spec import SpecError, parse_package
 from pipeline.dag import compile_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,6 +60,9 @@ def test_dag_shape_and_skip_branch():
     assert all(params[p].get("description") for p in params)
 
 
+GPU_EXECUTORS = {"exec-train-op", "exec-benchmark-op"}
+
+
 def test_gpu_request_node_selector_toleration_and_requests():
     spec, k8s = _docs(ROOT / "pipeline.yaml")
     executors = spec["deploymentSpec"]["executors"]
@@ -72,9 +76,24 @@ def test_gpu_request_node_selector_toleration_and_requests():
     for name, ex in executors.items():
         res = ex["container"].get("resources", {})
         assert res.get("resourceCpuRequest"), f"{name} has no CPU request"
-        if name != "exec-train-op":
+        if name not in GPU_EXECUTORS:
             assert "accelerator" not in res, f"{name} must not request a GPU"
             assert "nodeSelector" not in k8s.get(name, {}) and "tolerations" not in k8s.get(name, {})
+
+
+def test_benchmark_runs_on_the_cuda_image_on_a_gpu_node():
+    from components.images import CPU_IMAGE, GPU_IMAGE
+
+    spec, k8s = _docs(ROOT / "pipeline.yaml")
+    executors = spec["deploymentSpec"]["executors"]
+    bench = executors["exec-benchmark-op"]["container"]
+    assert bench["image"] == GPU_IMAGE == executors["exec-train-op"]["container"]["image"]
+    acc = bench["resources"]["accelerator"]
+    assert (acc["resourceType"], acc["resourceCount"]) == ("nvidia.com/gpu", "1")
+    assert float(bench["resources"]["resourceCpuRequest"]) >= 4, "decoding threads need CPUs to feed the GPU"
+    assert k8s["exec-benchmark-op"]["nodeSelector"] == k8s["exec-train-op"]["nodeSelector"]
+    assert k8s["exec-benchmark-op"]["tolerations"] == k8s["exec-train-op"]["tolerations"]
+    assert {executors[e]["container"]["image"] for e in executors if e not in GPU_EXECUTORS} == {CPU_IMAGE}
 
 
 def test_secrets_by_reference_where_needed():
@@ -119,7 +138,10 @@ def test_compile_time_settings_from_env_and_no_credentials(tmp_path, reload_dag,
     spec, k8s = _docs(out)
     acc = spec["deploymentSpec"]["executors"]["exec-train-op"]["container"]["resources"]["accelerator"]
     assert acc["resourceCount"] == "2"
+    bench_acc = spec["deploymentSpec"]["executors"]["exec-benchmark-op"]["container"]["resources"]["accelerator"]
+    assert bench_acc["resourceCount"] == "1", "the benchmark uses one GPU whatever train gets"
     assert k8s["exec-train-op"]["nodeSelector"]["labels"] == {"pool": "a100"}
+    assert k8s["exec-benchmark-op"]["nodeSelector"]["labels"] == {"pool": "a100"}
     assert k8s["exec-train-op"]["tolerations"] == [{"key": "dedicated", "operator": "Equal", "value": "gpu",
                                                     "effect": "NoExecute"}]
     assert _secret_names(k8s["exec-register-op"]) == {"lab-s3", "lab-mlflow"}
@@ -131,8 +153,9 @@ def test_compile_time_settings_from_env_and_no_credentials(tmp_path, reload_dag,
 def test_cpu_training_has_no_gpu_placement(tmp_path, reload_dag):
     m = reload_dag({"MAR_GPU_COUNT": "0"})
     spec, k8s = _docs(Path(m.compile_pipeline(str(tmp_path / "p.yaml"))))
-    assert "accelerator" not in spec["deploymentSpec"]["executors"]["exec-train-op"]["container"]["resources"]
-    assert "nodeSelector" not in k8s["exec-train-op"] and "tolerations" not in k8s["exec-train-op"]
+    for name in GPU_EXECUTORS:
+        assert "accelerator" not in spec["deploymentSpec"]["executors"][name]["container"]["resources"]
+        assert "nodeSelector" not in k8s.get(name, {}) and "tolerations" not in k8s.get(name, {})
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -161,3 +184,31 @@ def test_default_settings():
     assert (s.gpu_count, s.gpu_node_selector, s.s3_secret) == (1, ("nvidia.com/gpu.present", "true"), "mar-s3")
     assert json.dumps(s.gpu_toleration.__dict__) == json.dumps({"key": "nvidia.com/gpu", "effect": "NoSchedule",
                                                                "value": ""})
+
+
+def test_compiled_yaml_parses_as_the_api_server_parses_it(tmp_path, reload_dag):
+    """PipelineSpec, PlatformSpec and every KubernetesExecutorConfig through protobuf, unknown fields
+    rejected: the committed package and one compiled with other cluster settings."""
+    committed = parse_package((ROOT / "pipeline.yaml").read_text())
+    assert committed.spec.pipeline_info.name == dag.PIPELINE_NAME
+    assert set(committed.kubernetes) >= {"exec-train-op", "exec-benchmark-op", "exec-ingest-op"}
+    bench = committed.kubernetes["exec-benchmark-op"]
+    assert bench.node_selector.labels["nvidia.com/gpu.present"] == "true"
+    assert [(t.key, t.operator, t.effect) for t in bench.tolerations] == [("nvidia.com/gpu", "Exists", "NoSchedule")]
+    m = reload_dag({"MAR_GPU_COUNT": "0", "MAR_GPU_TOLERATION": "dedicated=gpu:NoExecute"})
+    other = parse_package(Path(m.compile_pipeline(str(tmp_path / "p.yaml"))).read_text())
+    assert not other.kubernetes["exec-benchmark-op"].HasField("node_selector")
+
+
+@pytest.mark.parametrize("where", ["pipeline", "platform", "executor"])
+def test_strict_parse_rejects_unknown_fields(where):
+    spec, platform = list(yaml.safe_load_all((ROOT / "pipeline.yaml").read_text()))
+    if where == "pipeline":
+        spec["deploymentSpec"]["executors"]["exec-train-op"]["container"]["gpus"] = 1
+    elif where == "platform":
+        platform["platforms"]["kubernetes"]["deploymentSpec"]["nodes"] = {}
+    else:
+        platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-train-op"]["tolerations"][0][
+            "tolerationSeconds_"] = 5
+    with pytest.raises(SpecError):
+        parse_package(yaml.safe_dump_all([spec, platform]))

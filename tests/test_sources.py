@@ -1,7 +1,6 @@
 """Ingest sources: local directory, s3:// prefix (real S3 server), sly://<project id>."""
 
 import json
-import shutil
 
 import pytest
 
@@ -37,47 +36,62 @@ def test_sly_without_credentials_is_a_clear_error(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def fake_sly(monkeypatch, tmp_path, training_data_project):
-    """supervisely.download_video_project replaced: fails ``fail`` times, then writes a real project."""
-    import supervisely as sly
+def sly_server(monkeypatch, tmp_path, training_data_project):
+    """A Supervisely API fake over HTTP serving a "Training Data" project (nested datasets) as project 77."""
+    from fake_supervisely import FakeSupervisely
 
-    monkeypatch.setenv("SERVER_ADDRESS", "http://127.0.0.1:9")
-    monkeypatch.setenv("API_TOKEN", "t" * 128)
     project = training_data_project(tmp_path / "remote", tmp_path)
-    state = {"calls": [], "fail": 0}
-
-    def download(api, project_id, dest_dir, **kw):
-        state["calls"].append((project_id, kw.get("resume_download")))
-        if len(state["calls"]) <= state["fail"]:
-            shutil.copytree(project / "test", f"{dest_dir}/test", dirs_exist_ok=True)  # a half download
-            raise ConnectionError("connection reset by peer")
-        shutil.copytree(project, dest_dir, dirs_exist_ok=True)
-
-    monkeypatch.setattr(sly, "download_video_project", download)
-    monkeypatch.setattr("components.sources.time.sleep", lambda s: state.setdefault("waits", []).append(s))
-    return state
+    with FakeSupervisely(project, project_id=77) as fake:
+        monkeypatch.setenv("SERVER_ADDRESS", fake.address)
+        monkeypatch.setenv("API_TOKEN", fake.token)
+        monkeypatch.setenv("SUPERVISELY_PUBLIC_API_RETRY_SLEEP_SEC", "0")
+        waits: list[float] = []
+        monkeypatch.setattr("components.sources.time.sleep", waits.append)
+        fake.waits = waits
+        fake.project = project
+        yield fake
 
 
-def test_sly_download_retries_then_ingests(tmp_path, fake_sly):
-    fake_sly["fail"] = 2
+def test_sly_download_over_http_then_ingests(tmp_path, sly_server):
     out = tmp_path / "out"
     m = run_ingest("sly://77", build_config("cpu"), out, tmp_path / "report.json")
-    assert fake_sly["calls"] == [(77, False), (77, True), (77, True)]
-    assert fake_sly["waits"] == [2.0, 4.0]  # bounded exponential backoff
+    methods = set(sly_server.methods())
+    assert {"projects.meta", "datasets.list", "videos.list", "videos.annotations.bulk.info",
+            "videos.download"} <= methods
     report = json.loads((tmp_path / "report.json").read_text())
     assert (report["source_kind"], report["shape"]) == ("sly", "training_data")
     assert m.source == "sly://77" and len(m.videos) == 6
     assert all(v.source.startswith("sly://77/") for v in m.videos)
+    local = run_ingest(str(sly_server.project), build_config("cpu"), tmp_path / "local")
+    assert [(v.id, v.sha256, v.split, v.intervals) for v in m.videos] == \
+        [(v.id, v.sha256, v.split, v.intervals) for v in local.videos]  # same bytes, tags, split as on disk
     assert all((out / v.file).is_file() for v in m.videos)
     assert not (out / ".source").exists()  # the downloaded project is not left in the artifact
 
 
-def test_sly_download_gives_up_after_bounded_retries(tmp_path, fake_sly, monkeypatch):
-    fake_sly["fail"] = 10
-    with pytest.raises(SourceError, match="failed after 2 attempts: connection reset"):
-        resolve_source("sly://5", tmp_path / "scratch", retries=2, backoff_s=0)
-    assert len(fake_sly["calls"]) == 2
+def test_sly_download_retries_then_resumes(tmp_path, sly_server):
+    sly_server.fail_downloads = 3  # the SDK's own 3 tries of one video all fail: our retry resumes
+    src = resolve_source("sly://77", tmp_path / "scratch", retries=3, backoff_s=2.0)
+    assert [w for w in sly_server.waits if w] == [2.0]  # ours, bounded exponential (the SDK waits 0 s here)
+    assert (src.path / "meta.json").is_file()
+    assert len(list(src.path.rglob("*.mp4"))) == 8
     assert not any(p.name.startswith(".project.tmp") for p in (tmp_path / "scratch").iterdir())
+
+
+def test_sly_download_gives_up_after_bounded_retries(tmp_path, sly_server):
+    sly_server.fail_downloads = 100
+    with pytest.raises(SourceError, match="failed after 2 attempts"):
+        resolve_source("sly://77", tmp_path / "scratch", retries=2, backoff_s=0)
+    assert sly_server.methods().count("videos.download") == 2 * 2  # 2 SDK tries in each of 2 attempts
+    assert not any(p.name.startswith(".project.tmp") for p in (tmp_path / "scratch").iterdir())
+
+
+def test_sly_unknown_project_and_wrong_token_are_named(tmp_path, sly_server, monkeypatch):
+    with pytest.raises(SourceError, match="project 78 was not found on http://127.0.0.1"):
+        resolve_source("sly://78", tmp_path / "scratch", retries=3, backoff_s=0)
+    monkeypatch.setenv("API_TOKEN", "x" * 128)
+    with pytest.raises(SourceError, match=r"refused API_TOKEN \(HTTP 401\)"):
+        resolve_source("sly://77", tmp_path / "scratch", retries=3, backoff_s=0)
 
 
 @pytest.mark.s3

@@ -7,12 +7,12 @@ import shutil
 from pathlib import Path
 
 import pytest
+from fake_teamfiles import FakeTeamFiles
 
 from components import tracking
 from components.register import run_register
 from mvd.config import build_config
 from pipeline.cli import main
-from test_mirror import FakeTeamFiles
 
 NAME = "mouse-action-mvd"
 LABELS = ["idle", "Self-Grooming", "Head/Body TWITCH"]

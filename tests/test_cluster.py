@@ -92,8 +92,8 @@ def test_fake_api_rejects_a_package_that_does_not_parse(env, kfp, capsys, monkey
 
     real = cluster.compile_package
 
-    def broken(out_dir):
-        path = real(out_dir)
+    def broken(out_dir, pipeline="train"):
+        path = real(out_dir, pipeline)
         spec, platform = list(yaml.safe_load_all(path.read_text()))
         platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-train-op"]["nodeSelectr"] = {}
         path.write_text(yaml.safe_dump_all([spec, platform]))

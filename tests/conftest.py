@@ -6,6 +6,15 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 import pytest  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def _no_inherited_tracking_store(monkeypatch):
+    """``mlflow.set_tracking_uri`` (called whenever a test opens a store in-process) also sets
+    MLFLOW_TRACKING_URI in the environment, which a later test's ``mar`` subprocess would take as
+    its store; every test starts without it."""
+    for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        monkeypatch.delenv(key, raising=False)
+
+
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory):
     """A SeaweedFS S3 server on loopback for the whole session (skipped without the `weed` binary)."""

@@ -22,15 +22,7 @@ import numpy as np
 from .bouts import Bout
 from .labels import idle_index
 from .metrics import match_hit
-from .postprocess import (
-    ClassRule,
-    PostProcess,
-    drop_short,
-    fill_gaps,
-    runs,
-    seconds_to_frames,
-    smooth,
-)
+from .postprocess import ClassRule, PostProcess, class_runs, seconds_to_frames, smooth
 
 __all__ = ["ValVideo", "fit_postprocess", "MIN_EVENTS"]
 
@@ -71,9 +63,7 @@ def _score_class(videos: Sequence[ValVideo], k: int, rule: ClassRule, tol_s: flo
         if key not in cache:
             cache[key] = (smooth(vid.probs[:, k], key[1]), np.concatenate(([0.0], np.cumsum(vid.probs[:, k]))))
         ps, csum = cache[key]
-        s, e = runs(ps >= rule.threshold)
-        s, e = fill_gaps(s, e, seconds_to_frames(rule.merge_gap_s, fps))
-        s, e = drop_short(s, e, seconds_to_frames(rule.min_duration_s, fps))
+        s, e = class_runs(ps, fps, rule)
         truths = [b for b in vid.truth if b.label == k]
         preds = [Bout(k, int(a), int(b), float((csum[b + 1] - csum[a]) / (b - a + 1))) for a, b in zip(s, e)]
         hits = match_hit(preds, truths, tol_s * fps)

@@ -33,7 +33,8 @@ import numpy as np
 from .bouts import Bout, bouts_from_labels, labels_from_probs
 from .labels import idle_index
 
-__all__ = ["ClassRule", "PostProcess", "Processed", "smooth", "runs", "fill_gaps", "drop_short", "seconds_to_frames"]
+__all__ = ["ClassRule", "PostProcess", "Processed", "class_runs", "smooth", "runs", "fill_gaps", "drop_short",
+           "seconds_to_frames"]
 
 DECISIONS = ("threshold", "argmax")
 
@@ -109,9 +110,8 @@ def drop_short(starts: np.ndarray, ends: np.ndarray, min_len: int) -> tuple[np.n
     return starts[keep], ends[keep]
 
 
-def class_runs(p: np.ndarray, fps: float, rule: ClassRule) -> tuple[np.ndarray, np.ndarray]:
-    """The bouts one class gets from its own probability under ``rule`` (before other classes)."""
-    ps = smooth(p, seconds_to_frames(rule.smooth_s, fps) | 1)
+def class_runs(ps: np.ndarray, fps: float, rule: ClassRule) -> tuple[np.ndarray, np.ndarray]:
+    """The bouts one class gets from its smoothed probability ``ps`` under ``rule`` (before other classes)."""
     s, e = runs(ps >= rule.threshold)
     s, e = fill_gaps(s, e, seconds_to_frames(rule.merge_gap_s, fps))
     return drop_short(s, e, seconds_to_frames(rule.min_duration_s, fps))
@@ -197,7 +197,7 @@ class PostProcess:
                 k = self.labels.index(name)
                 rule = self.rules[name]
                 ps = smooth(p[:, k], seconds_to_frames(rule.smooth_s, fps) | 1)
-                s, e = class_runs(p[:, k], fps, rule)
+                s, e = class_runs(ps, fps, rule)
                 mask = np.zeros(n, bool)
                 for a, b in zip(s.tolist(), e.tolist()):
                     mask[a:b + 1] = True

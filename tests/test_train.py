@@ -15,21 +15,25 @@ from mvd.weights import load_model
 LABELS = ["idle", "Self-Grooming", "Head/Body TWITCH"]
 
 
-@pytest.fixture(scope="module")
-def shards(tmp_path_factory):
-    """24 windows of 4 frames 32×32: class k has a bright square moving at speed k."""
-    d = tmp_path_factory.mktemp("shards")
-    rng = np.random.default_rng(0)
+def _toy_shards(d, n: int, speed: int, seed: int, videos: int, **meta):
+    """``n`` windows of 4 frames 32×32 in ``d``: class k (i % 3) has a bright square moving ``speed × k`` px a frame."""
+    rng = np.random.default_rng(seed)
     w = ShardWriter(d, 32)
-    for i in range(24):
+    for i in range(n):
         label = i % 3
         frames = rng.integers(0, 40, (4, 32, 32, 3), dtype=np.uint8)
         for t in range(4):
-            x = 4 + t * 3 * label
+            x = 4 + t * speed * label
             frames[t, 10:18, x:x + 8] = 230
-        w.add(frames, label=label, clip=f"c{i}", video=f"v{i % 4}")
+        w.add(frames, label=label, clip=f"c{i}", video=f"v{i % videos}", **meta)
     w.close({"labels": LABELS, "data_version": "test"})
     return d
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    """24 windows of 4 frames 32×32: class k has a bright square moving at speed 3k."""
+    return _toy_shards(tmp_path_factory.mktemp("shards"), 24, 3, 0, 4)
 
 
 def _cfg(epochs: int, extra: list[str] = ()):
@@ -89,20 +93,9 @@ def test_resume_from_missing_checkpoint_is_clear(shards, tmp_path):
 
 
 def test_model_learns_separable_classes_and_where_they_happen(tmp_path):
-    """Class k: a bright square moving at speed k (idle still), in the second half of the window only
-    for the action classes' windows with an event there; both heads must learn it, well above chance."""
-    d = tmp_path / "shards"
-    rng = np.random.default_rng(1)
-    w = ShardWriter(d, 32)
-    for i in range(60):
-        label = i % 3
-        frames = rng.integers(0, 40, (4, 32, 32, 3), dtype=np.uint8)
-        for t in range(4):
-            x = 4 + t * 4 * label
-            frames[t, 10:18, x:x + 8] = 230
-        w.add(frames, label=label, clip=f"c{i}", video=f"v{i % 6}", indices=[0, 1, 2, 3], event_start=0,
-              event_end=3)
-    w.close({"labels": LABELS, "data_version": "toy"})
+    """Class k: a bright square moving at speed 4k (idle still), the event spanning every frame of its
+    window; the clip head and the per-time-step head must both learn it, well above chance."""
+    d = _toy_shards(tmp_path / "shards", 60, 4, 1, 6, indices=[0, 1, 2, 3], event_start=0, event_end=3)
     cfg = build_config("cpu", overrides=parse_overrides([
         "model.num_frames=4", "model.input_size=32", "train.epochs=6", "train.batch_size=8",
         "train.samples_per_epoch=64", "train.val_ratio=0.25", "train.num_workers=0", "train.warmup_epochs=1"]))

@@ -30,6 +30,7 @@ from mvd.video import VideoReadError
 from . import storage
 from .cache import Cache, settings_key
 from .predict import VIDEO_SUFFIXES, PredictError, collect_videos, load_predictor, output_stems, predict_one
+from .sources import SLY_SCHEME, SourceError, download_sly_video, list_sly_videos
 
 logger = logging.getLogger(__name__)
 
@@ -45,18 +46,27 @@ class ScoreError(ValueError):
 
 # ----------------------------------------------------------------------------- plan: videos, metadata, shards
 def list_videos(videos: str | list[str]) -> list[str]:
-    """Every video of ``videos``: a file, a directory (searched recursively), an ``s3://`` prefix, or a
-    list of these (a JSON list in a string is accepted). Each video once, in a stable order."""
+    """Every video of ``videos``: a file, a directory (searched recursively), an ``s3://`` prefix, a
+    Supervisely project or dataset (``sly://<project id>[/<dataset id or name>]``), or a list of these (a JSON list in a string is accepted). Each video once, in a stable order."""
     if isinstance(videos, str):
         text = videos.strip()
         items = json.loads(text) if text.startswith("[") else [text]
     else:
         items = list(videos)
     if not items or not all(str(i).strip() for i in items):
-        raise ScoreError("no videos given: pass a directory, an s3://bucket/prefix or video files")
+        raise ScoreError("no videos given: pass a directory, an s3://bucket/prefix, sly://<project id>[/<dataset>] "
+                         "or video files")
     out: list[str] = []
     for item in map(str, items):
-        if storage.is_s3(item):
+        if item.startswith(SLY_SCHEME):
+            try:
+                found = list_sly_videos(item, VIDEO_SUFFIXES)
+            except SourceError as e:
+                raise ScoreError(str(e)) from e
+            if not found:
+                raise ScoreError(f"no video ({', '.join(sorted(VIDEO_SUFFIXES))}) in {item}")
+            out.extend(found)
+        elif storage.is_s3(item):
             found = [u for u in storage.list_uris(item) if Path(u).suffix.lower() in VIDEO_SUFFIXES]
             if not found:
                 raise ScoreError(f"no video ({', '.join(sorted(VIDEO_SUFFIXES))}) under {item}")
@@ -72,6 +82,8 @@ def list_videos(videos: str | list[str]) -> list[str]:
 
 
 def _open_local(uri: str, scratch: Path) -> Path:
+    if uri.startswith(SLY_SCHEME):
+        return download_sly_video(uri, scratch / "sly")
     if not storage.is_s3(uri):
         return Path(uri)
     return storage.download_file(uri, scratch / storage.split_s3(uri)[1])
@@ -126,10 +138,10 @@ def read_metadata(path: str, videos: list[str], stems: list[str], scratch: str |
 
 def split_shards(videos: list[str], stems: list[str], n_shards: int) -> list[dict[str, Any]]:
     """At most ``n_shards`` non-empty shards, balanced by file size (largest first to the lightest shard;
-    ``s3://`` videos count equally)."""
+    remote videos, ``s3://`` and ``sly://``, count equally)."""
     if n_shards < 1:
         raise ScoreError(f"shards={n_shards}: must be at least 1")
-    sizes = [0 if storage.is_s3(v) else Path(v).stat().st_size for v in videos]
+    sizes = [0 if storage.is_s3(v) or v.startswith(SLY_SCHEME) else Path(v).stat().st_size for v in videos]
     order = sorted(range(len(videos)), key=lambda i: (-sizes[i], i))
     n = min(n_shards, len(videos))
     shards: list[list[int]] = [[] for _ in range(n)]
@@ -144,27 +156,31 @@ def split_shards(videos: list[str], stems: list[str], n_shards: int) -> list[dic
 
 def pin_model(model: str, tracking_uri: str = "") -> dict[str, Any]:
     """``uri`` to score with (an alias resolved to its version, so every shard uses the same weights),
-    the registered ``name`` and ``version`` (empty for a model directory)."""
+    the registered ``name`` and ``version`` (empty for a model directory). A registered model is looked up
+    now, so a mistyped name, alias or version fails before any scoring."""
     if Path(model).is_dir():
         return {"uri": str(model), "name": "", "version": "", "given": model}
     uri = model if model.startswith("models:/") else "models:/" + model
     ref = uri[len("models:/"):]
-    if "@" in ref:
-        name, alias = ref.split("@", 1)
-        import os
+    name, sep, alias = ref.partition("@")
+    if not sep:
+        name, _, alias = ref.partition("/")
+    if not name or not alias or "/" in alias:
+        raise PredictError(f"model {model!r} is neither a model directory nor an MLflow model URI "
+                           "(models:/<name>@<alias> or models:/<name>/<version>)")
+    import os
 
-        from . import tracking
+    from . import tracking
 
-        tracking_uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
-        if not tracking_uri:
-            raise PredictError(f"{uri} needs an MLflow tracking URI: set MLFLOW_TRACKING_URI or pass --tracking-uri")
-        try:
-            mv = tracking.client(tracking_uri).get_model_version_by_alias(name, alias)
-        except Exception as e:  # noqa: BLE001 - any registry error is reported with the URI and store
-            raise PredictError(f"cannot resolve {uri} in {tracking_uri or 'the tracking store'}: {e}") from e
-        return {"uri": f"models:/{name}/{mv.version}", "name": name, "version": str(mv.version), "given": model}
-    name, _, version = ref.partition("/")
-    return {"uri": uri, "name": name, "version": version, "given": model}
+    tracking_uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
+    if not tracking_uri:
+        raise PredictError(f"{uri} needs an MLflow tracking URI: set MLFLOW_TRACKING_URI or pass --tracking-uri")
+    try:
+        c = tracking.client(tracking_uri)
+        mv = c.get_model_version_by_alias(name, alias) if sep else c.get_model_version(name, alias)
+    except Exception as e:  # noqa: BLE001 - any registry error is reported with the URI and store
+        raise PredictError(f"cannot resolve {uri} in {tracking_uri}: {e}") from e
+    return {"uri": f"models:/{name}/{mv.version}", "name": name, "version": str(mv.version), "given": model}
 
 
 def plan_score(videos: str | list[str], model: str, *, metadata: str = "", shards: int = 1,
@@ -205,7 +221,7 @@ def score_shard(model: str, shard: dict[str, Any], out_dir: str | Path, *, cache
             try:
                 local = _open_local(uri, Path(tmp) / "videos")
                 sha = sha256_file(local)
-            except (OSError, storage.StorageError) as e:
+            except (OSError, storage.StorageError, SourceError) as e:
                 logger.error("%s: %s", uri, e)
                 summary["failures"].append({"video": uri, "output": stem, "reason": f"cannot read: {e}"})
                 continue

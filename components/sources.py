@@ -9,6 +9,10 @@ Accepted sources:
   ``download_video_project`` (nested datasets included). Needs ``SERVER_ADDRESS`` and ``API_TOKEN``
   in the environment; network failures are retried a bounded number of times.
 
+For cohort scoring (:mod:`components.score`), :func:`list_sly_videos` lists the videos of a project or of
+one dataset, ``sly://<project id>/<dataset>``, without their annotations, and :func:`download_sly_video`
+fetches one of them where a shard needs it.
+
 Remote projects are downloaded under a scratch directory into a temporary name and renamed when
 complete, so a half-downloaded project is never read.
 """
@@ -108,8 +112,8 @@ def sly_project_id(uri: str) -> int:
     return int(rest)
 
 
-def _download_sly(uri: str, scratch: Path, retries: int, backoff_s: float) -> Path:
-    project_id = sly_project_id(uri)
+def sly_api(uri: str, retries: int = 3):  # noqa: ANN201 - supervisely.Api, imported lazily
+    """A Supervisely API client from ``SERVER_ADDRESS`` and ``API_TOKEN``; the error names ``uri``."""
     server, token = os.environ.get("SERVER_ADDRESS", ""), os.environ.get("API_TOKEN", "")
     missing = [name for name, value in (("SERVER_ADDRESS", server), ("API_TOKEN", token)) if not value]
     if missing:
@@ -118,7 +122,15 @@ def _download_sly(uri: str, scratch: Path, retries: int, backoff_s: float) -> Pa
                           "settings); on a cluster mount them from a Kubernetes secret")
     import supervisely as sly  # heavy import, only where needed
 
-    api = sly.Api(server_address=server, token=token, retry_count=max(1, retries))
+    return sly.Api(server_address=server, token=token, retry_count=max(1, retries))
+
+
+def _download_sly(uri: str, scratch: Path, retries: int, backoff_s: float) -> Path:
+    import supervisely as sly
+
+    project_id = sly_project_id(uri)
+    api = sly_api(uri, retries)
+    server = os.environ["SERVER_ADDRESS"]
     tmp, final = _fresh_tmp(scratch, "project")
     attempts = max(1, retries)
     try:
@@ -151,3 +163,89 @@ def _download_sly(uri: str, scratch: Path, retries: int, backoff_s: float) -> Pa
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+
+
+# ----------------------------------------------------------------------------- single videos of a Supervisely project
+def _sly_call(uri: str, what: str, fn, *args, **kwargs):  # noqa: ANN001, ANN202
+    """Run one API call; HTTP and network errors become a SourceError naming ``uri`` and what failed."""
+    try:
+        return fn(*args, **kwargs)
+    except OSError as e:  # requests' network and HTTP errors are OSErrors
+        status = getattr(getattr(e, "response", None), "status_code", None)
+        hint = (" check API_TOKEN and that its user may read the project" if status in (401, 403)
+                else " check the project id and that the API_TOKEN's user is in the project's team" if status == 404
+                else "")
+        raise SourceError(f"{uri}: {what} failed ({'HTTP ' + str(status) if status else e});{hint or ' try again'}") from e
+
+
+def _sly_datasets(api, uri: str, project_id: int) -> dict[str, int]:  # noqa: ANN001
+    """``{"dataset" or "parent/child": dataset id}`` of every (nested) dataset of the project."""
+    if _sly_call(uri, f"looking up project {project_id}", api.project.get_info_by_id, project_id) is None:
+        raise SourceError(f"{uri}: Supervisely project {project_id} was not found on {os.environ['SERVER_ADDRESS']}: "
+                          "check the id and that the API_TOKEN's user is in the project's team")
+    infos = _sly_call(uri, f"listing the datasets of project {project_id}", api.dataset.get_list, project_id,
+                      recursive=True)
+    by_id = {d.id: d for d in infos}
+
+    def path(d) -> str:  # noqa: ANN001
+        parent = by_id.get(getattr(d, "parent_id", None))
+        return f"{path(parent)}/{d.name}" if parent is not None else d.name
+
+    return {path(d): d.id for d in infos}
+
+
+def list_sly_videos(uri: str, suffixes: set[str] | frozenset[str], retries: int = 3) -> list[str]:
+    """The videos of ``sly://<project id>`` (every dataset, nested ones included) or of one dataset,
+    ``sly://<project id>/<dataset id | dataset name | parent/child>``, as ``sly://<project id>/<dataset
+    path>/<video name>`` URIs (what :func:`download_sly_video` fetches), sorted."""
+    rest = uri[len(SLY_SCHEME):].strip("/")
+    head, _, want = rest.partition("/")
+    if not head.isdigit():
+        raise SourceError(f"{uri!r}: expected sly://<project id> or sly://<project id>/<dataset>, e.g. sly://12345/day1")
+    project_id = int(head)
+    api = sly_api(uri, retries)
+    datasets = _sly_datasets(api, uri, project_id)
+    if want:
+        chosen = {p: i for p, i in datasets.items() if p == want or (want.isdigit() and str(i) == want)}
+        if not chosen:
+            raise SourceError(f"{uri}: project {project_id} has no dataset {want!r} (its datasets: "
+                              f"{', '.join(sorted(datasets)) or 'none'}); give a dataset id or name")
+        # a dataset with nested datasets brings its children along
+        root = next(iter(chosen))
+        chosen = {p: i for p, i in datasets.items() if p == root or p.startswith(root + "/")}
+    else:
+        chosen = datasets
+    out = []
+    for ds_path, ds_id in sorted(chosen.items()):
+        for v in _sly_call(uri, f"listing the videos of dataset {ds_path!r}", api.video.get_list, ds_id):
+            if Path(v.name).suffix.lower() in suffixes:
+                out.append(f"{SLY_SCHEME}{project_id}/{ds_path}/{v.name}")
+    return sorted(out)
+
+
+def download_sly_video(uri: str, dest_dir: str | Path, retries: int = 3) -> Path:
+    """Download the video ``sly://<project id>/<dataset path>/<video name>`` to ``dest_dir/<dataset
+    path>/<video name>`` (a temporary name, renamed when complete)."""
+    rest = uri[len(SLY_SCHEME):].strip("/")
+    head, _, tail = rest.partition("/")
+    ds_path, _, name = tail.rpartition("/")
+    if not head.isdigit() or not ds_path or not name:
+        raise SourceError(f"{uri!r}: expected sly://<project id>/<dataset>/<video name>")
+    api = sly_api(uri, retries)
+    datasets = _sly_datasets(api, uri, int(head))
+    if ds_path not in datasets:
+        raise SourceError(f"{uri}: project {head} has no dataset {ds_path!r} (any more); its datasets: "
+                          f"{', '.join(sorted(datasets)) or 'none'}")
+    videos = _sly_call(uri, f"listing the videos of dataset {ds_path!r}", api.video.get_list, datasets[ds_path])
+    info = next((v for v in videos if v.name == name), None)
+    if info is None:
+        raise SourceError(f"{uri}: dataset {ds_path!r} has no video {name!r} (any more)")
+    final = Path(dest_dir) / ds_path / name
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        _sly_call(uri, "downloading the video", api.video.download_path, info.id, str(tmp))
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return final

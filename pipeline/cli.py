@@ -279,7 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("score", help="score a cohort: label every video in shards (kfp.local), cohort table + report")
-    p.add_argument("videos", nargs="+", help="video files, directories of videos or s3:// prefixes")
+    p.add_argument("videos", nargs="+", help="video files, directories of videos, s3:// prefixes or Supervisely projects/datasets "
+                   "(sly://<project id>[/<dataset id or name>], with SERVER_ADDRESS and API_TOKEN set)")
     p.add_argument("--model", required=True,
                    help="model directory, models:/<name>@<alias>, models:/<name>/<version> or <name>@<alias>")
     p.add_argument("--metadata", default="",

@@ -85,8 +85,8 @@ def _add_cluster_args(p: argparse.ArgumentParser) -> None:
                    help="train (default): the training DAG; score: the cohort scoring DAG (--videos, --model, ...)")
     p.add_argument("--source", default="", help="Supervisely project for the pods: s3://bucket/prefix, "
                                                 "sly://<project id> or a path mounted in the pods (--pipeline train)")
-    p.add_argument("--videos", default="", help="--pipeline score: videos for the pods, s3://bucket/prefix or a "
-                                                "mounted directory")
+    p.add_argument("--videos", default="", help="--pipeline score: videos for the pods, s3://bucket/prefix, "
+                                                "sly://<project id>[/<dataset>] or a mounted directory")
     p.add_argument("--model", default="", help="--pipeline score: models:/<name>@<alias> or models:/<name>/<version> "
                                                "(default models:/mouse-action-mvd@champion)")
     p.add_argument("--metadata", default="", help="--pipeline score: metadata CSV (s3:// URI or mounted path)")

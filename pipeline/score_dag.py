@@ -44,7 +44,8 @@ def score_pipeline(
     per-class counts, durations, latencies and time-binned counts joined to the metadata, and a report.
 
     Args:
-        videos: Videos to score: a directory, an s3://bucket/prefix, a video file, or a JSON list of these.
+        videos: Videos to score: a directory, an s3://bucket/prefix, a Supervisely project or dataset
+            (sly://<project id>[/<dataset id or name>]), a video file, or a JSON list of these.
         model: models:/<name>@<alias>, models:/<name>/<version>, or a model directory the pods can read.
         metadata: Optional CSV (path or s3:// URI) with a `video` column (file name) and any others
             (animal, group, dose, session...), joined to the cohort table; checked before scoring.
@@ -59,13 +60,13 @@ def score_pipeline(
     plan = plan_score_op(videos=videos, model=model, metadata=metadata, shards=shards,
                          tracking_uri=tracking_uri).set_display_name("plan")
     _resources(plan, "500m", "1G")
-    _secrets(plan, s3=True, mlflow=True)
+    _secrets(plan, s3=True, mlflow=True, supervisely=True)
     with dsl.ParallelFor(plan.outputs["Output"], parallelism=PARALLELISM, name="shards") as shard:
         score = score_shard_op(shard=shard, cache=cache,
                                tracking_uri=tracking_uri).set_display_name("score-shard")
         _resources(score, "4", "16G")
         _gpu_placement(score)
-        _secrets(score, s3=True, mlflow=True)
+        _secrets(score, s3=True, mlflow=True, supervisely=True)
     gather = gather_score_op(plan=plan.outputs["plan"], scored=dsl.Collected(score.outputs["scored"]),
                              bin_s=bin_s, tracking_uri=tracking_uri, experiment=experiment, run_name=run_name,
                              artifact_root=artifact_root, videos=videos).set_display_name("gather")

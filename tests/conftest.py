@@ -94,3 +94,21 @@ def make_project():
 def training_data_project():
     """``training_data_project(root, work)``: the preprocessing app's Training Data layout."""
     return _training_data_project
+
+
+# ----------------------------------------------------------------------------- a Supervisely instance over HTTP
+@pytest.fixture
+def sly_server(monkeypatch, tmp_path, training_data_project):
+    """A Supervisely API fake over HTTP serving a "Training Data" project (nested datasets) as project 77."""
+    from fake_supervisely import FakeSupervisely
+
+    project = training_data_project(tmp_path / "remote", tmp_path)
+    with FakeSupervisely(project, project_id=77) as fake:
+        monkeypatch.setenv("SERVER_ADDRESS", fake.address)
+        monkeypatch.setenv("API_TOKEN", fake.token)
+        monkeypatch.setenv("SUPERVISELY_PUBLIC_API_RETRY_SLEEP_SEC", "0")
+        waits: list[float] = []
+        monkeypatch.setattr("components.sources.time.sleep", waits.append)
+        fake.waits = waits
+        fake.project = project
+        yield fake

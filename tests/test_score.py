@@ -223,3 +223,93 @@ def test_submit_and_schedule_the_score_pipeline(monkeypatch, tmp_path, capsys):
         assert kfp.recurring_runs[0]["runtime_config"]["parameters"]["videos"] == "s3://lab/cohort1"
         assert main(["submit", "--host", kfp.url, "--pipeline", "score"]) == 2
         assert "--videos is required" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- remote inputs: s3://, sly://, models:/
+def _bouts(d: Path) -> dict[str, str]:
+    return {p.name: p.read_text() for p in sorted(d.glob("*.bouts.csv"))}
+
+
+@pytest.mark.s3
+def test_videos_and_metadata_under_an_s3_prefix(tmp_path, videos, model_dir, s3_server, monkeypatch):
+    from components import storage
+
+    for k, v in s3_server.env().items():
+        monkeypatch.setenv(k, v)
+    bucket = s3_server.bucket()
+    for p in sorted(videos.glob("*.mp4")):
+        storage.upload_file(p, f"s3://{bucket}/cohort 1/day1/{p.name}")
+    storage.upload_file(videos / "m0.mp4", f"s3://{bucket}/cohort 1/notes/m0.txt")  # not a video: skipped
+    meta = _csv(tmp_path / "meta.csv", [["video", "dose"], ["m0.mp4", "0"], ["m2.mp4", "3"]])
+    storage.upload_file(meta, f"s3://{bucket}/meta.csv")
+
+    plan = plan_score(f"s3://{bucket}/cohort 1", str(model_dir), metadata=f"s3://{bucket}/meta.csv", shards=2)
+    assert [v["video"] for v in plan["videos"]] == [f"s3://{bucket}/cohort 1/day1/m{i}.mp4" for i in range(3)]
+    summary = _score(plan, model_dir, tmp_path / "work")
+    assert (summary["scored"], summary["failed"]) == (3, 0)
+    rows = {r["output"]: r for r in _table(tmp_path / "work" / "cohort" / "cohort.csv")}
+    assert {k: r["dose"] for k, r in rows.items()} == {"m0.mp4": "0", "m1.mp4": "", "m2.mp4": "3"}
+    run_predict(str(model_dir), [str(videos)], tmp_path / "predict", device="cpu")
+    assert _bouts(tmp_path / "work" / "cohort" / "videos") == _bouts(tmp_path / "predict")
+
+    with pytest.raises(ScoreError, match=f"no video .* under s3://{bucket}/nothing"):
+        plan_score(f"s3://{bucket}/nothing", str(model_dir))
+    with pytest.raises(ScoreError, match="'m9.mp4' is not among"):
+        storage.upload_file(_csv(tmp_path / "bad.csv", [["video"], ["m9.mp4"]]), f"s3://{bucket}/bad.csv")
+        plan_score(f"s3://{bucket}/cohort 1", str(model_dir), metadata=f"s3://{bucket}/bad.csv")
+
+
+def test_videos_of_a_supervisely_dataset(tmp_path, model_dir, sly_server):
+    from components.predict import PredictError
+
+    plan = plan_score("sly://77/test", str(model_dir), shards=2)
+    assert [v["video"] for v in plan["videos"]] == [f"sly://77/test/{n}.mp4" for n in ("full1", "full2", "untagged")]
+    nested = plan_score("sly://77/train", str(model_dir))["videos"]  # a dataset brings its nested datasets
+    assert {v["video"] for v in nested} == {"sly://77/train/Self-Grooming/g1.mp4", "sly://77/train/Self-Grooming/g2.mp4",
+                                            "sly://77/train/Head-Body_TWITCH/t1.mp4", "sly://77/train/idle/i1.mp4",
+                                            "sly://77/train/rearing/r1.mp4"}
+    assert len(plan_score("sly://77", str(model_dir))["videos"]) == 8  # the whole project
+    ids = {d["name"]: d["id"] for d in sly_server.datasets}
+    assert plan_score(f"sly://77/{ids['test']}", str(model_dir))["videos"] == plan["videos"]  # by dataset id
+
+    summary = _score(plan, model_dir, tmp_path / "work")
+    assert summary["scored"] == 3 and "videos.download" in sly_server.methods()
+    local = [str(p) for p in sly_server.paths.values() if p.name.startswith(("full", "untagged"))]
+    run_predict(str(model_dir), local, tmp_path / "predict", device="cpu")
+    assert _bouts(tmp_path / "work" / "cohort" / "videos") == _bouts(tmp_path / "predict")
+
+    with pytest.raises(ScoreError, match=r"project 77 has no dataset 'tets' \(its datasets: test, train"):
+        plan_score("sly://77/tets", str(model_dir))
+    with pytest.raises(ScoreError, match="sly://88: Supervisely project 88 was not found"):
+        plan_score("sly://88", str(model_dir))
+    with pytest.raises((ScoreError, PredictError)):
+        plan_score("sly://77/test", "no-such-model-dir")
+
+
+def test_registered_model_is_pinned_before_scoring(tmp_path, videos, model_dir, monkeypatch):
+    from components import tracking
+    from components.predict import PredictError
+    from components.register import run_register
+    from mvd.config import build_config
+
+    for k in ("MAR_MIRROR_URI", "SERVER_ADDRESS", "API_TOKEN", "TEAM_ID"):
+        monkeypatch.delenv(k, raising=False)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = build_config("cpu", overrides={"model.num_frames": 4, "benchmark.stride": 4})
+    run_id = tracking.start_run(uri, "exp", "train", {}, artifact_root=str(tmp_path / "mlartifacts"))
+    reg = run_register(model_dir, {"summary": {"frame_macro_f1": 0.5}}, cfg, tracking_uri=uri, mlflow_run_id=run_id)
+    name = reg["model_name"]
+
+    plan = plan_score(str(videos / "m1.mp4"), f"models:/{name}@champion", shards=1, tracking_uri=uri)
+    assert plan["model"] == {"uri": f"models:/{name}/1", "name": name, "version": "1",
+                             "given": f"models:/{name}@champion"}
+    assert plan_score(str(videos / "m1.mp4"), f"{name}@champion", tracking_uri=uri)["model"]["version"] == "1"
+    shard = score_shard(plan["model"]["uri"], plan["shards"][0], tmp_path / "shard", tracking_uri=uri, device="cpu")
+    assert not shard["failures"]
+    run_predict(str(model_dir), [str(videos / "m1.mp4")], tmp_path / "predict", device="cpu")
+    assert _bouts(tmp_path / "shard") == _bouts(tmp_path / "predict")
+
+    for bad, message in [(f"models:/{name}@best", "cannot resolve .*@best"), (f"models:/{name}/7", "cannot resolve .*/7"),
+                         ("models:/no-such-model@champion", "cannot resolve"), ("models:/", "neither a model directory")]:
+        with pytest.raises(PredictError, match=message):
+            plan_score(str(videos / "m1.mp4"), bad, tracking_uri=uri)

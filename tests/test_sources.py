@@ -35,23 +35,6 @@ def test_sly_without_credentials_is_a_clear_error(tmp_path, monkeypatch):
         run_ingest("sly://123", build_config("cpu"), tmp_path / "out")
 
 
-@pytest.fixture
-def sly_server(monkeypatch, tmp_path, training_data_project):
-    """A Supervisely API fake over HTTP serving a "Training Data" project (nested datasets) as project 77."""
-    from fake_supervisely import FakeSupervisely
-
-    project = training_data_project(tmp_path / "remote", tmp_path)
-    with FakeSupervisely(project, project_id=77) as fake:
-        monkeypatch.setenv("SERVER_ADDRESS", fake.address)
-        monkeypatch.setenv("API_TOKEN", fake.token)
-        monkeypatch.setenv("SUPERVISELY_PUBLIC_API_RETRY_SLEEP_SEC", "0")
-        waits: list[float] = []
-        monkeypatch.setattr("components.sources.time.sleep", waits.append)
-        fake.waits = waits
-        fake.project = project
-        yield fake
-
-
 def test_sly_download_over_http_then_ingests(tmp_path, sly_server):
     out = tmp_path / "out"
     m = run_ingest("sly://77", build_config("cpu"), out, tmp_path / "report.json")

@@ -241,25 +241,3 @@ def run_bbox_crop(manifest_dir: str | Path, cfg: Config, out_dir: str | Path) ->
                 summary["windows_per_class"], cache_summary["videos_reused"], cache_summary["videos_computed"],
                 len(failures))
     return summary
-
-
-# ----------------------------------------------------------------------------- KFP component
-from kfp import dsl  # noqa: E402
-from kfp.dsl import Dataset, Input, Output  # noqa: E402
-
-from .common import kfp_compile_time  # noqa: E402
-from .images import CPU_IMAGE  # noqa: E402
-
-
-if kfp_compile_time():
-    @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
-    def bbox_crop_op(config_json: str, manifest: Input[Dataset], crops: Output[Dataset]):
-        """Mouse boxes per frame, training clips cropped and packed into shards, test-video boxes."""
-        from components.bbox_crop import run_bbox_crop
-        from components.common import setup
-
-        cfg = setup(config_json)
-        s = run_bbox_crop(manifest.path, cfg, crops.path)
-        crops.metadata.update({"windows_per_class": s["windows_per_class"], "failures": len(s["failures"]),
-                               "videos_reused": s["cache"]["videos_reused"],
-                               "videos_computed": s["cache"]["videos_computed"]})

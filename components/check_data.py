@@ -1,6 +1,6 @@
 """check-data: train only when the data changed. Compares the manifest's data version with the
 ``data_version`` tag of the latest version of the registered model; ``force`` trains anyway.
-When the DAG skips, ``skip_op`` stands in for register and returns ``{"skipped": true, "reason": ...}``."""
+When the DAG skips, ``pipeline.ops.skip_op`` stands in for register and returns ``{"skipped": true, "reason": ...}``."""
 
 
 import logging
@@ -65,41 +65,3 @@ def run_check_data(manifest_dir: str | Path, cfg: Config, *, tracking_uri: str, 
                                     f"{name} version {latest.version}")
     logger.info("check-data: %s (%s)", d.decision, d.reason)
     return d
-
-
-# ----------------------------------------------------------------------------- KFP components
-from kfp import dsl  # noqa: E402
-from kfp.dsl import Dataset, Input  # noqa: E402
-
-from .common import kfp_compile_time  # noqa: E402
-from .images import CPU_IMAGE  # noqa: E402
-
-
-if kfp_compile_time():
-    @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
-    def check_data_op(
-        config_json: str,
-        manifest: Input[Dataset],
-        tracking_uri: str,
-        force: bool,
-    ) -> NamedTuple("CheckData", [("decision", str), ("reason", str)]):
-        """Decide "train" or "skip": skip when the latest registered model already saw this data version."""
-        from typing import NamedTuple
-
-        from components.check_data import run_check_data
-        from components.common import setup
-
-        cfg = setup(config_json)
-        d = run_check_data(manifest.path, cfg, tracking_uri=tracking_uri, force=force)
-        out = NamedTuple("CheckData", [("decision", str), ("reason", str)])
-        return out(d.decision, d.reason)
-
-    @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
-    def skip_op(reason: str) -> str:
-        """Stand in for register when nothing was trained; returns {"skipped": true, "reason": ...}."""
-        import json
-        import logging
-
-        logging.basicConfig(level=logging.INFO)
-        logging.getLogger("components.check_data").info("skipped: %s", reason)
-        return json.dumps({"skipped": True, "reason": reason})

@@ -52,9 +52,3 @@ def record_errors() -> None:
     hook._mar = True  # type: ignore[attr-defined]
     sys.excepthook = hook
 
-
-def kfp_compile_time() -> bool:
-    """True where KFP's full DSL is loaded. Inside a running component (``_KFP_RUNTIME=true``)
-    ``kfp.dsl`` holds only the artifact types, so the stage modules define their
-    ``@dsl.component`` wrappers only when this is true."""
-    return os.environ.get("_KFP_RUNTIME", "false") != "true"

@@ -344,29 +344,3 @@ def _ingest(src: ResolvedSource, cfg: Config, out: Path, report_path: str | Path
     logger.info("ingest: %d of %d videos used (%s, shape %s); %d decisions", len(records), len(items), counts, shape,
                 len(decisions))
     return manifest
-
-
-# ----------------------------------------------------------------------------- KFP component
-from kfp import dsl  # noqa: E402
-from kfp.dsl import Artifact, Dataset, Output  # noqa: E402
-
-from .common import kfp_compile_time  # noqa: E402
-from .images import CPU_IMAGE  # noqa: E402
-
-
-if kfp_compile_time():
-    @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
-    def ingest_op(source: str, config_json: str, manifest: Output[Dataset], report: Output[Artifact]):
-        """Read the Supervisely project (directory, s3:// or sly://), validate, split; write the manifest."""
-        import json
-
-        from components.common import setup
-        from components.ingest import run_ingest
-
-        cfg = setup(config_json)
-        m = run_ingest(source, cfg, manifest.path, report.path)
-        with open(report.path) as f:
-            shape = json.load(f)["shape"]
-        manifest.metadata.update({"data_version": m.data_version, "videos": len(m.videos), "shape": shape,
-                                  "train": len(m.split("train")), "val": len(m.split("val")),
-                                  "test": len(m.split("test"))})

@@ -181,38 +181,3 @@ def _mirror(c, model_dir: str | Path, cfg: Config, name: str, version: str, mlfl
             common = os.path.commonprefix(paths)
             c.set_model_version_tag(name, version, f"mirror.{where}", common[:common.rfind("/") + 1])
     return mirrored
-
-
-# ----------------------------------------------------------------------------- KFP component
-from kfp import dsl  # noqa: E402
-from kfp.dsl import HTML, Artifact, Dataset, Input, Model  # noqa: E402
-
-from .common import kfp_compile_time  # noqa: E402
-from .images import CPU_IMAGE  # noqa: E402
-
-
-if kfp_compile_time():
-    @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
-    def register_op(
-        config_json: str,
-        model: Input[Model],
-        results: Input[Artifact],
-        report: Input[HTML],
-        predictions: Input[Dataset],
-        tracking_uri: str,
-        mlflow_run_id: str,
-        kfp_run_id: str,
-    ) -> str:
-        """Register an MLflow model version; returns a JSON summary of the run."""
-        import json
-
-        from components.common import setup
-        from components.register import run_register
-
-        cfg = setup(config_json)
-        res = json.loads(open(results.path).read())
-        reg = run_register(model.path, res, cfg, tracking_uri=tracking_uri, mlflow_run_id=mlflow_run_id,
-                           kfp_run_id=kfp_run_id, report=report.path)
-        artifacts = {"predictions": predictions.path, "report": report.path,
-                     "predictions_uri": predictions.uri, "report_uri": report.uri, "model_uri": model.uri}
-        return json.dumps({**reg, "metrics": res["headline"], "artifacts": artifacts})

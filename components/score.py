@@ -1,7 +1,7 @@
 """Score a whole cohort: label every video of a directory or ``s3://`` prefix with one model, in shards,
 and gather a cohort table and report.
 
-Stages (each a plain function; their KFP components are at the bottom):
+Stages (each a plain function; their KFP components are in :mod:`pipeline.ops`):
 
 - :func:`plan_score`: list the videos, check the metadata CSV against them (before any scoring), pin the
   model (``models:/name@alias`` → ``models:/name/<version>``) and split the videos into shards;
@@ -22,7 +22,7 @@ import math
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, List
+from typing import Any
 
 from mvd.manifest import sha256_file, write_json
 from mvd.video import VideoReadError
@@ -379,56 +379,3 @@ def log_cohort(tracking_uri: str, experiment: str, run_name: str, out_dir: str |
     c.log_artifacts(run_id, str(out / "videos"), "cohort/videos")
     c.set_terminated(run_id, "FINISHED")
     return run_id
-
-
-# ----------------------------------------------------------------------------- KFP components
-from kfp import dsl  # noqa: E402
-from kfp.dsl import HTML, Artifact, Dataset, Input, Output  # noqa: E402
-
-from .common import kfp_compile_time  # noqa: E402
-from .images import CPU_IMAGE, GPU_IMAGE  # noqa: E402
-
-if kfp_compile_time():
-    @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
-    def plan_score_op(videos: str, model: str, metadata: str, shards: int, tracking_uri: str,
-                      plan: Output[Artifact]) -> list:
-        """List the videos, check the metadata against them, pin the model and split the videos into shards
-        (returned, each with the pinned model, for the ParallelFor)."""
-        from components.common import setup
-        from components.score import plan_score
-        from mvd.manifest import write_json
-
-        setup("{}")
-        p = plan_score(videos, model, metadata=metadata, shards=shards, tracking_uri=tracking_uri)
-        write_json(plan.path, p)
-        return [{**s, "model": p["model"]["uri"]} for s in p["shards"]]
-
-    @dsl.component(base_image=GPU_IMAGE, install_kfp_package=False)
-    def score_shard_op(shard: dict, cache: str, tracking_uri: str, scored: Output[Dataset]):
-        """Detection, sliding window and the model's own post-processing on the videos of one shard."""
-        from components.common import setup
-        from components.score import score_shard
-
-        setup("{}")
-        s = score_shard(shard["model"], shard, scored.path, cache=cache, tracking_uri=tracking_uri)
-        scored.metadata.update({"videos": len(s["videos"]), "failures": len(s["failures"])})
-
-    @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
-    def gather_score_op(plan: Input[Artifact], scored: Input[List[Dataset]], bin_s: float, tracking_uri: str,
-                        experiment: str, run_name: str, artifact_root: str, videos: str,
-                        cohort: Output[Dataset], report: Output[HTML]) -> str:
-        """Cohort table, report and per-video files, logged to an MLflow run tagged with the model version."""
-        import json
-        from pathlib import Path
-
-        from components.common import setup
-        from components.score import gather_score, log_cohort
-
-        setup("{}")
-        p = json.loads(Path(plan.path).read_text())
-        summary = gather_score(p, [s.path for s in scored], cohort.path, bin_s=bin_s, report=report.path)
-        summary["mlflow_run_id"] = log_cohort(
-            tracking_uri, experiment, run_name, cohort.path, summary, report=report.path, artifact_root=artifact_root,
-            params={"videos": videos, "shards": len(p["shards"]), "metadata": p.get("metadata", "")})
-        summary["artifacts"] = {"cohort": cohort.path, "report": report.path}
-        return json.dumps(summary)

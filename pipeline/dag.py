@@ -23,13 +23,9 @@ from dataclasses import dataclass
 
 from kfp import dsl, kubernetes
 
-from components.bbox_crop import bbox_crop_op
-from components.benchmark import benchmark_op
-from components.check_data import check_data_op, skip_op
-from components.ingest import ingest_op
-from components.register import register_op
-from components.train import train_op
 from mvd.config import build_config
+
+from .ops import bbox_crop_op, benchmark_op, check_data_op, ingest_op, register_op, skip_op, train_op
 
 PIPELINE_NAME = "mouse-action-recognition"
 DEFAULT_CONFIG_JSON = build_config("gpu").to_json()

@@ -8,9 +8,10 @@ import os
 
 from kfp import dsl
 
-from components.score import DEFAULT_BIN_S, gather_score_op, plan_score_op, score_shard_op
+from components.score import DEFAULT_BIN_S
 
 from .dag import ClusterSettingsError, _gpu_placement, _resources, _secrets
+from .ops import gather_score_op, plan_score_op, score_shard_op
 
 PIPELINE_NAME = "mouse-action-scoring"
 DEFAULT_EXPERIMENT = "mouse-action-scoring"

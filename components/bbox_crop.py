@@ -28,8 +28,10 @@ from tqdm import tqdm
 
 from mvd.clips import Clip, clip_windows, plan_clips
 from mvd.config import Config
+from mvd.dense import interval_targets
 from mvd.detect import Detector, make_detector
 from mvd.extract import stream_windows
+from mvd.labels import idle_index
 from mvd.shards import ShardReader, ShardWriter
 from mvd.timebase import TimeBase, target_fps_for
 from mvd.video import VideoReadError
@@ -40,7 +42,7 @@ from mvd.manifest import VideoRecord, read_manifest
 
 logger = logging.getLogger(__name__)
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: windows straddling event edges, frame_labels from all intervals
 
 
 # ----------------------------------------------------------------------------- cache keys
@@ -143,13 +145,16 @@ class _Prep:
                 for i, meta in enumerate(base.clips):
                     writer.add(np.asarray(base.frames(i)), **{k: v for k, v in meta.items()
                                                               if k not in ("shard", "offset", "length")})
+            intervals = [(label, s, e) for label, ranges in rec.ranges_by_label(labels).items() for s, e in ranges]
+            idle = idle_index(labels)
             for k, frames, crop in stream_windows(str(self.mdir / rec.file), [w.indices for _, w in windows], boxes,
                                                   width=rec.width, height=rec.height, size=cfg.model.input_size,
                                                   pad=cfg.data.pad_train):
                 clip, w = windows[k]
                 writer.add(frames, clip_key=list(_clip_key(clip)), label=int(clip.label), start=int(w.start),
                            end=int(w.end), indices=w.indices.tolist(), event_start=int(clip.event_start),
-                           event_end=int(clip.event_end), crop=list(map(int, crop)))
+                           event_end=int(clip.event_end), crop=list(map(int, crop)),
+                           frame_labels=interval_targets(w.indices, intervals, idle).tolist())
             writer.close({"kind": "windows", "settings": settings})
             d = self.cache.commit(rec.sha256, name, stage, {"kind": "windows", "settings": settings, "clips": union,
                                                             "windows": len(writer.clips), "video": rec.id})
@@ -208,7 +213,8 @@ def run_bbox_crop(manifest_dir: str | Path, cfg: Config, out_dir: str | Path) ->
                                        label=int(meta["label"]),
                                        clip=f"{rec.id}#{clip.start}-{clip.end}", start=meta["start"],
                                        end=meta["end"], indices=meta["indices"], event_start=meta["event_start"],
-                                       event_end=meta["event_end"], fps=rec.fps, crop=meta["crop"])
+                                       event_end=meta["event_end"], fps=rec.fps, crop=meta["crop"],
+                                       frame_labels=meta["frame_labels"])
                             counts[clip.label] += 1
                 stats[rec.id] = _Stats(origin, reused, computed)
             except (VideoReadError, ValueError) as e:

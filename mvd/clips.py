@@ -166,13 +166,17 @@ def _window(start: int, num_frames: int, sampling_rate: int, video_frames: int, 
 
 
 def clip_windows(clip: Clip, num_frames: int, sampling_rate: int, video_frames: int, *,
-                 short_positions: int = 4, timebase: TimeBase | None = None) -> list[Window]:
-    """The training windows cut from one clip, each keeping the labelled frames in view.
+                 short_positions: int = 4, edge_positions: int = 2,
+                 timebase: TimeBase | None = None) -> list[Window]:
+    """The training windows cut from one clip, each keeping labelled frames in view.
 
-    An event shorter than a window span lies wholly inside every window, at
-    ``short_positions`` evenly spaced offsets (early to late in the window); a longer event is
-    tiled by windows that lie inside it, one every span. Spans and offsets are in model frames
-    (:mod:`mvd.timebase`); the windows sample video frames.
+    An event shorter than a window span lies wholly inside ``short_positions`` windows (evenly
+    spaced offsets, early to late in the window) and straddles a window's edge in
+    ``edge_positions`` more on each side, with at least half of the event in view: at inference the
+    sliding window meets every event at every offset, cut by the window's edges too, and the dense
+    head learns there where the event starts and ends. A longer event is tiled by windows that lie
+    inside it, one every span, plus a window centred on its start and one on its end. Spans and
+    offsets are in model frames (:mod:`mvd.timebase`); the windows sample video frames.
     """
     tb = timebase or TimeBase(1.0)
     span = num_frames * sampling_rate
@@ -180,12 +184,21 @@ def clip_windows(clip: Clip, num_frames: int, sampling_rate: int, video_frames: 
     n = tb.model_length(video_frames)
     ev_len = ev_end - ev_start + 1
     last_start = max(0, n - span)
+
+    def spread(a: int, b: int, k: int) -> list[int]:
+        return [int(round(x)) for x in np.linspace(a, b, k)] if k > 0 and a <= b else []
+
     if ev_len <= span:
         lo = min(max(0, ev_end - span + 1), last_start)
         hi = min(ev_start, last_start)
-        starts = sorted({int(round(x)) for x in np.linspace(lo, max(lo, hi), short_positions)})
+        starts = spread(lo, max(lo, hi), short_positions)
+        seen = -(-ev_len // 2)  # frames of the event a straddling window keeps in view
+        starts += spread(ev_start + seen - span, ev_end - span, edge_positions)  # the event leaves at the end
+        starts += spread(ev_start + 1, ev_end - seen + 1, edge_positions)  # ... enters at the start
     else:
         starts = list(range(ev_start, ev_end - span + 2, span))
+        starts += [ev_start - span // 2, ev_end + 1 - span // 2] if edge_positions > 0 else []
+    starts = sorted({min(max(0, s), last_start) for s in starts})
     return [_window(s, num_frames, sampling_rate, video_frames, tb) for s in starts]
 
 

@@ -36,9 +36,12 @@ class ClipDataset(Dataset):
         return [self.reader.clips[i]["label"] for i in self.ids]
 
     def frame_targets(self, i: int) -> np.ndarray:
-        """(T,) class of each sampled frame of stored window ``i`` (:func:`mvd.dense.frame_targets`);
-        the clip's class on every frame when the window does not record its frames."""
+        """(T,) class of each sampled frame of stored window ``i``: the ``frame_labels`` bbox-crop stored
+        (from all of the video's intervals), else :func:`mvd.dense.frame_targets` of the clip's event,
+        else the clip's class on every frame when the window does not record its frames."""
         c = self.reader.clips[i]
+        if "frame_labels" in c:
+            return np.asarray(c["frame_labels"], dtype=np.int64)
         t = len(self.reader.frames(i))
         if "indices" not in c or "event_start" not in c:
             return np.full(t, int(c["label"]), dtype=np.int64)

@@ -2,9 +2,10 @@
 
 A window samples ``num_frames`` video frames (``indices``, non-decreasing); the tubelet groups
 them in pairs, so the dense head (:meth:`mvd.model.VisionTransformer.forward_dense`) gives one
-prediction per pair. Training targets come from the annotated event inside each clip: a sampled
-frame inside ``[event_start, event_end]`` is the clip's class, any other is idle, so a window that
-straddles a bout boundary teaches where the bout starts and ends. At inference every video frame
+prediction per pair. Training targets come from the video's annotated intervals: a sampled frame
+inside one is its class, any other is idle (:func:`interval_targets`; windows written before the
+targets were stored take the clip's own event, :func:`frame_targets`), so a window that straddles a
+bout boundary teaches where the bout starts and ends. At inference every video frame
 of a window's span takes the prediction of the last sampled frame at or before it, and
 overlapping windows are averaged (:func:`mvd.infer.predict_video`).
 """
@@ -14,13 +15,23 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["frame_targets", "step_targets", "span_positions"]
+__all__ = ["frame_targets", "interval_targets", "step_targets", "span_positions"]
 
 
 def frame_targets(indices: np.ndarray, label: int, event_start: int, event_end: int, idle: int = 0) -> np.ndarray:
     """(T,) class of each sampled frame: ``label`` inside the inclusive event range, else ``idle``."""
     idx = np.asarray(indices)
     return np.where((idx >= event_start) & (idx <= event_end), int(label), int(idle)).astype(np.int64)
+
+
+def interval_targets(indices: np.ndarray, intervals: list[tuple[int, int, int]], idle: int = 0) -> np.ndarray:
+    """(T,) class of each sampled frame from all of a video's labelled ``(class, start, end)`` intervals
+    (inclusive), ``idle`` elsewhere: a window near two events labels both."""
+    idx = np.asarray(indices)
+    out = np.full(len(idx), int(idle), dtype=np.int64)
+    for label, start, end in intervals:
+        out[(idx >= start) & (idx <= end)] = int(label)
+    return out
 
 
 def step_targets(frame_labels: torch.Tensor, num_classes: int, tubelet: int = 2) -> torch.Tensor:

@@ -90,19 +90,44 @@ def test_clip_windows_keep_event_in_view(clip, n):
     span = nf * sr
     ws = clip_windows(clip, nf, sr, n)
     ev_len = clip.event_end - clip.event_start + 1
-    assert ws
+    assert ws and len(ws) == len({w.start for w in ws})
+    inside = []
     for w in ws:
         assert list(w.indices) == [min(w.start + sr * k, n - 1) for k in range(nf)]
+        assert 0 <= w.start <= max(0, n - span)
         if n < span:
             assert w.start == 0
-        elif ev_len <= span:
-            assert w.start <= clip.event_start and clip.event_end <= w.end and w.end <= n - 1 + 0
-        else:
-            assert clip.event_start <= w.start and w.end <= clip.event_end
-    if ev_len > span:  # tiles the event, one window a span
-        assert len(ws) == ev_len // span
+            continue
+        shown = min(w.end, clip.event_end) - max(w.start, clip.event_start) + 1
+        if ev_len <= span:  # the whole event, or at least half of it at a window edge
+            assert shown >= min(ev_len, -(-ev_len // 2))
+        else:  # tiles inside the event, plus one window on each of its edges
+            assert shown >= span // 2 - 1
+        inside.append(clip.event_start <= w.start and w.end <= clip.event_end or
+                      w.start <= clip.event_start and clip.event_end <= w.end)
+    if ev_len > span:
+        assert sum(inside) == ev_len // span
     elif n >= span:
-        assert len(ws) == len({w.start for w in ws}) and len(ws) >= 1
+        assert any(inside)
+
+
+def test_short_event_is_seen_whole_and_straddling_both_edges():
+    ws = clip_windows(Clip(1, 0, 299, 100, 105), 8, 2, 300)  # a 6-frame event, 16-frame windows
+    whole = [w for w in ws if w.start <= 100 and 105 <= w.end]
+    leaving = [w for w in ws if 100 <= w.end < 105]  # the event runs past the window's end
+    entering = [w for w in ws if 100 < w.start <= 105]  # ... starts before the window
+    assert len(whole) == 4 and len(leaving) == 2 and len(entering) == 2
+    assert all(w.end - 100 + 1 >= 3 for w in leaving) and all(105 - w.start + 1 >= 3 for w in entering)
+    assert len(clip_windows(Clip(1, 0, 299, 100, 105), 8, 2, 300, edge_positions=0)) == 4
+
+
+def test_interval_targets_label_every_event_in_a_window():
+    from mvd.dense import frame_targets, interval_targets
+
+    idx = np.arange(10, 26, 2)  # frames 10, 12, ..., 24
+    got = interval_targets(idx, [(2, 11, 13), (1, 20, 30), (2, 50, 60)], idle=0)
+    assert got.tolist() == [0, 2, 0, 0, 0, 1, 1, 1]
+    assert frame_targets(idx, 1, 20, 30).tolist() == [0, 0, 0, 0, 0, 1, 1, 1]  # the clip's own event only
 
 
 @pytest.mark.parametrize("n,nf,sr,stride", [(100, 8, 2, 8), (32, 16, 2, 16), (10, 16, 2, 16), (1000, 16, 2, 7),

@@ -37,9 +37,9 @@ bench-fps: $(STAMP)  ## the champion of $(WORKDIR) (after make demo) on the same
 gpu-check: $(STAMP)  ## on one H100/H200: ViT-S bf16 training clips/s + MFU, 10-min video benchmark vs decode (one JSON line)
 	$(BIN)/python benchmarks/gpu_check.py
 
-IMAGE_VAR = $(shell $(PY) -c 'import sys; sys.path.insert(0, "."); import components.images as i; print(i.$(1))')
+IMAGE_VAR = $(shell $(PY) -c 'import sys; sys.path.insert(0, "."); import pipeline.images as i; print(i.$(1))')
 
-images:  ## build and push the CPU and CUDA component images (NEEDS A DOCKER ENGINE; names/tag from components/images.py)
+images:  ## build and push the CPU and CUDA component images (NEEDS A DOCKER ENGINE; names/tag from pipeline/images.py)
 	@command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1 || { \
 	  echo "make images: needs a running Docker engine (docker build + docker push) and none was found here." >&2; \
 	  echo "Run it on a machine with Docker, logged in to the registry (MAR_IMAGE_REPO, MAR_IMAGE_TAG)." >&2; exit 1; }

@@ -3,7 +3,7 @@ cut, cropped and packed into shards (each clip says its split); every video keep
 boxes (:mod:`mvd.crops_index`), so the windows of validation and test videos are cropped with the
 boxes of exactly their frames.
 
-Per-video results live in a content-addressed cache (:mod:`components.cache`, ``data.cache``:
+Per-video results live in a content-addressed cache (:mod:`components.integrations.cache`, ``data.cache``:
 a directory or ``s3://`` prefix; without one, a scratch cache inside the output is used and
 removed): an entry for a video's boxes, keyed by the video's sha256 and the detector with its
 parameters, and an entry for its cropped training windows (a shard directory), keyed by the
@@ -36,7 +36,7 @@ from mvd.shards import ShardReader, ShardWriter
 from mvd.timebase import TimeBase, target_fps_for
 from mvd.video import VideoReadError
 
-from .cache import Cache, settings_key
+from .integrations.cache import Cache, settings_key
 from mvd.crops_index import BoxesEntry, CropsIndex
 from mvd.manifest import VideoRecord, read_manifest
 

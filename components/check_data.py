@@ -30,7 +30,7 @@ def latest_model_version(tracking_uri: str, model_name: str):
     """The highest-numbered version of ``model_name``, or None when it has none."""
     import mlflow
 
-    from . import tracking
+    from .integrations import tracking
 
     c = tracking.client(tracking_uri)
     try:

@@ -1,7 +1,7 @@
 """Ingest: a Supervisely video project → manifest + train/val/test split by video + ingest report.
 
 The source is a project directory, an ``s3://`` prefix or ``sly://<project id>``
-(:mod:`components.sources`). Two project shapes are read (the one found goes into the report):
+(:mod:`components.integrations.sources`). Two project shapes are read (the one found goes into the report):
 
 - ``videos``: annotated full-length videos in any (nested) datasets; action tags with frame
   ranges become labelled intervals and videos are split train/test by video (stratified,
@@ -35,8 +35,8 @@ from mvd.config import Config
 from mvd.video import VideoReadError, probe
 
 from mvd.manifest import SPLITS, Interval, Manifest, VideoRecord, safe_name, sha256_file, write_json
-from .sources import ResolvedSource, SourceError, resolve_source
-from .supervisely_project import ProjectError, ProjectItem, boxes_array, read_project
+from .integrations.sources import ResolvedSource, SourceError, resolve_source
+from .integrations.supervisely_project import ProjectError, ProjectItem, boxes_array, read_project
 
 logger = logging.getLogger(__name__)
 

@@ -32,6 +32,21 @@ class PredictError(ValueError):
     """Bad model reference or inputs; the message names it."""
 
 
+def registry_store(uri: str, tracking_uri: str = "") -> str:
+    """The tracking URI (``tracking_uri`` or ``MLFLOW_TRACKING_URI``) whose registry holds ``uri``, once
+    its store is known to exist (a mistyped sqlite URI never creates an empty one)."""
+    from .integrations.registry import RegistryError, open_store
+
+    tracking_uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
+    if not tracking_uri:
+        raise PredictError(f"{uri} needs an MLflow tracking URI: set MLFLOW_TRACKING_URI or pass --tracking-uri")
+    try:
+        open_store(tracking_uri)
+    except RegistryError as e:
+        raise PredictError(f"cannot fetch {uri}: {e}") from e
+    return tracking_uri
+
+
 def resolve_model(model: str, tracking_uri: str = "") -> Path:
     """A local directory holding ``model_card.json`` for any accepted MODEL reference."""
     p = Path(model)
@@ -48,15 +63,7 @@ def resolve_model(model: str, tracking_uri: str = "") -> Path:
                            "(models:/<name>@<alias> or models:/<name>/<version>)")
     import mlflow
 
-    from .registry import RegistryError, open_store
-
-    tracking_uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
-    if not tracking_uri:
-        raise PredictError(f"{uri} needs an MLflow tracking URI: set MLFLOW_TRACKING_URI or pass --tracking-uri")
-    try:
-        open_store(tracking_uri)  # never creates an empty store for a mistyped sqlite URI
-    except RegistryError as e:
-        raise PredictError(f"cannot fetch {uri}: {e}") from e
+    tracking_uri = registry_store(uri, tracking_uri)
     try:
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
     except mlflow.exceptions.MlflowException as e:

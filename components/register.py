@@ -6,7 +6,6 @@ import json
 import logging
 import os
 import subprocess
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ import numpy as np
 from mvd.atomic import disk_full, is_disk_full, tree_size
 from mvd.config import Config
 
-from . import tracking
+from .integrations import tracking
 
 logger = logging.getLogger(__name__)
 
@@ -38,36 +37,6 @@ def code_version() -> str:
         return "unknown"
 
 
-def lower_is_better(metric: str) -> bool:
-    """Direction of a metric: count errors (``count_mae``, ``count_total_error``) and anything naming an
-    error, MAE or loss are lower-is-better; every other metric (F1, precision, recall, accuracy, AP,
-    count ICC and Pearson r) is higher-is-better."""
-    m = metric.lower()
-    if m.startswith(("count_icc", "count_pearson_r")):
-        return False
-    return m.startswith("count_") or any(w in m for w in ("error", "mae", "loss"))
-
-
-def decide_promotion(new: float | None, champion: float | None, margin: float, metric: str = "",
-                     missing_classes: Sequence[str] = ()) -> tuple[bool, str]:
-    """Whether the new version becomes champion, and why. ``missing_classes``: classes the champion
-    has scores for and the new version has none (its benchmark lacked them); never promoted then."""
-    if missing_classes:
-        return False, (f"new version has no score for {list(missing_classes)}, which the champion is scored on "
-                       "(its test videos have no such events?); not promoted automatically, promote it by hand "
-                       "with --force if intended")
-    if new is None or not np.isfinite(new):
-        return False, "new version has no primary metric"
-    if champion is None:
-        return True, f"no champion yet; new version scores {new:.4f}"
-    lower = lower_is_better(metric)
-    beats = new < champion - margin if lower else new > champion + margin
-    direction = " (lower is better)" if lower else ""
-    if beats:
-        return True, f"{new:.4f} beats champion {champion:.4f} by more than margin {margin}{direction}"
-    return False, f"{new:.4f} does not beat champion {champion:.4f} by more than margin {margin}{direction}"
-
-
 def run_register(
     model_dir: str | Path,
     results: dict[str, Any],
@@ -82,7 +51,7 @@ def run_register(
     from mlflow.models import ModelSignature
     from mlflow.types import Schema, TensorSpec
 
-    from .registry import set_champion
+    from .integrations.registry import set_champion
 
     c = tracking.client(tracking_uri)
     card = json.loads((Path(model_dir) / "model_card.json").read_text())
@@ -168,8 +137,8 @@ def _discard_unfinished_models(c, run_id: str) -> str:
 def _mirror(c, model_dir: str | Path, cfg: Config, name: str, version: str, mlflow_run_id: str, kfp_run_id: str,
             report: str | Path | None) -> dict[str, list[str] | None]:
     """Copy the registered files to MAR_MIRROR_URI and Team Files (each only when configured)."""
-    from .mirror import MirrorError, mirror_model
-    from .storage import StorageError
+    from .integrations.mirror import MirrorError, mirror_model
+    from .integrations.storage import StorageError
 
     run_name = c.get_run(mlflow_run_id).info.run_name or kfp_run_id or mlflow_run_id
     try:

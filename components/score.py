@@ -27,10 +27,11 @@ from typing import Any
 from mvd.manifest import sha256_file, write_json
 from mvd.video import VideoReadError
 
-from . import storage
-from .cache import Cache, settings_key
-from .predict import VIDEO_SUFFIXES, PredictError, collect_videos, load_predictor, output_stems, predict_one
-from .sources import SLY_SCHEME, SourceError, download_sly_video, list_sly_videos
+from .integrations import storage
+from .integrations.cache import Cache, settings_key
+from .predict import (VIDEO_SUFFIXES, PredictError, collect_videos, load_predictor, output_stems, predict_one,
+                      registry_store)
+from .integrations.sources import SLY_SCHEME, SourceError, download_sly_video, list_sly_videos
 
 logger = logging.getLogger(__name__)
 
@@ -168,13 +169,9 @@ def pin_model(model: str, tracking_uri: str = "") -> dict[str, Any]:
     if not name or not alias or "/" in alias:
         raise PredictError(f"model {model!r} is neither a model directory nor an MLflow model URI "
                            "(models:/<name>@<alias> or models:/<name>/<version>)")
-    import os
+    from .integrations import tracking
 
-    from . import tracking
-
-    tracking_uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
-    if not tracking_uri:
-        raise PredictError(f"{uri} needs an MLflow tracking URI: set MLFLOW_TRACKING_URI or pass --tracking-uri")
+    tracking_uri = registry_store(uri, tracking_uri)
     try:
         c = tracking.client(tracking_uri)
         mv = c.get_model_version_by_alias(name, alias) if sep else c.get_model_version(name, alias)
@@ -362,7 +359,7 @@ def log_cohort(tracking_uri: str, experiment: str, run_name: str, out_dir: str |
                report: str | Path | None = None, params: dict[str, Any] | None = None,
                artifact_root: str = "") -> str:
     """An MLflow run tagged with the model name, version and weights hash, holding the cohort outputs."""
-    from . import tracking
+    from .integrations import tracking
 
     out = Path(out_dir)
     m = summary["model"]

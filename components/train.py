@@ -26,7 +26,7 @@ from mvd.shards import ShardReader
 from mvd.train import train
 from mvd.weights import load_model, read_card, validate_card
 
-from . import tracking
+from .integrations import tracking
 from .scoring import score_records
 
 logger = logging.getLogger(__name__)

@@ -160,7 +160,7 @@ def cmd_import_checkpoint(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from components.predict import PredictError, run_predict
-    from components.registry import resolve_tracking_uri
+    from components.integrations.registry import resolve_tracking_uri
 
     try:
         s = run_predict(args.model, args.videos, args.out, tracking_uri=resolve_tracking_uri(args.tracking_uri,

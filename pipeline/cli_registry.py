@@ -30,7 +30,7 @@ def format_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 def _store(args: argparse.Namespace):
-    from components.registry import RegistryError, open_store, resolve_tracking_uri
+    from components.integrations.registry import RegistryError, open_store, resolve_tracking_uri
 
     uri = resolve_tracking_uri(args.tracking_uri, args.workdir)
     try:
@@ -40,7 +40,7 @@ def _store(args: argparse.Namespace):
 
 
 def cmd_models_list(args: argparse.Namespace) -> int:
-    from components.registry import RegistryError, list_versions
+    from components.integrations.registry import RegistryError, list_versions
 
     uri, c = _store(args)
     try:
@@ -50,7 +50,7 @@ def cmd_models_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows))
         return 0
-    from components.register import lower_is_better
+    from components.integrations.registry import lower_is_better
 
     print(f"model {args.name} ({uri})" + (f"; {args.metric}: lower is better" if lower_is_better(args.metric) else ""))
     if not rows:
@@ -63,7 +63,7 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 
 
 def cmd_models_promote(args: argparse.Namespace) -> int:
-    from components.registry import RegistryError, promote
+    from components.integrations.registry import RegistryError, promote
 
     uri, c = _store(args)
     try:
@@ -81,7 +81,7 @@ def cmd_models_promote(args: argparse.Namespace) -> int:
 
 
 def cmd_runs_compare(args: argparse.Namespace) -> int:
-    from components.registry import RegistryError, compare_runs
+    from components.integrations.registry import RegistryError, compare_runs
 
     uri, c = _store(args)
     try:

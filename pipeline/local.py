@@ -39,7 +39,7 @@ def new_run_id() -> str:
 def preflight(source: str, cfg: Config) -> None:
     """Fail fast, before any process starts, on a source that cannot work."""
     from components.ingest import IngestError, tag_to_class
-    from components.supervisely_project import ProjectError, read_project
+    from components.integrations.supervisely_project import ProjectError, read_project
 
     check_pretrained(cfg)
     if "://" in source:
@@ -78,7 +78,7 @@ def check_pretrained(cfg: Config) -> None:
 def check_tracking(tracking_uri: str) -> None:
     """A tracking server must answer, accept the environment's credentials and reach its artifact
     store before any stage starts (so a bad URI or password never leaves a half-made run)."""
-    from components import tracking
+    from components.integrations import tracking
 
     if not tracking.is_server(tracking_uri):
         return
@@ -99,8 +99,8 @@ def run_local(source: str, cfg: Config, workdir: str | Path, *, run_id: str | No
     default ``<workdir>/mlartifacts`` for the local store, the server's own store for a server)."""
     from kfp import local
 
-    from components.registry import resolve_tracking_uri
-    from components.tracking import is_server
+    from components.integrations.registry import resolve_tracking_uri
+    from components.integrations.tracking import is_server
 
     from .dag import mar_pipeline
 
@@ -191,7 +191,7 @@ def root_cause(errors: Path, kfp_message: str) -> str:
 
 def _end_runs(tracking_uri: str, experiment: str, run_name: str, status: str, reason: str) -> None:
     """Mark the MLflow run of this pipeline run (named ``run_name``) FAILED / KILLED if it is still RUNNING."""
-    from components import tracking
+    from components.integrations import tracking
 
     db = tracking.sqlite_path(tracking_uri)
     if db is not None and not db.is_file():

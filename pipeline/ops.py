@@ -11,7 +11,7 @@ from typing import List, NamedTuple
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Input, Metrics, Model, Output
 
-from components.images import CPU_IMAGE, GPU_IMAGE
+from pipeline.images import CPU_IMAGE, GPU_IMAGE
 
 
 # ----------------------------------------------------------------------------- ingest
@@ -126,7 +126,7 @@ def benchmark_op(
     results: Output[Artifact],
 ):
     """Sliding-window benchmark on the full test videos."""
-    from components import tracking
+    from components.integrations import tracking
     from components.benchmark import headline, run_benchmark
     from components.common import setup
     from mvd.manifest import write_json

@@ -108,7 +108,7 @@ def sly_server(monkeypatch, tmp_path, training_data_project):
         monkeypatch.setenv("API_TOKEN", fake.token)
         monkeypatch.setenv("SUPERVISELY_PUBLIC_API_RETRY_SLEEP_SEC", "0")
         waits: list[float] = []
-        monkeypatch.setattr("components.sources.time.sleep", waits.append)
+        monkeypatch.setattr("components.integrations.sources.time.sleep", waits.append)
         fake.waits = waits
         fake.project = project
         yield fake

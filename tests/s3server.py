@@ -73,7 +73,7 @@ class S3Server:
         return name
 
     def env(self) -> dict[str, str]:
-        """Environment variables that point ``components.storage`` at this server."""
+        """Environment variables that point ``components.integrations.storage`` at this server."""
         return {"AWS_ENDPOINT_URL": self.endpoint_url, "AWS_ACCESS_KEY_ID": self.access_key,
                 "AWS_SECRET_ACCESS_KEY": self.secret_key, "AWS_DEFAULT_REGION": "us-east-1"}
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from components.bbox_crop import run_bbox_crop
-from components.cache import MARKER, Cache
+from components.integrations.cache import MARKER, Cache
 from components.ingest import run_ingest
 from mvd.config import build_config
 
@@ -133,7 +133,7 @@ def test_cache_entries_ignore_staging_and_unmarked(tmp_path):
 
 @pytest.mark.s3
 def test_cache_on_s3(tmp_path, s3_server, monkeypatch, training_data):
-    from components import storage
+    from components.integrations import storage
 
     for k, v in s3_server.env().items():
         monkeypatch.setenv(k, v)

@@ -103,7 +103,7 @@ def test_refused_credentials_and_refused_artifact_store(capsys, monkeypatch):
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    from components import tracking
+    from components.integrations import tracking
 
     good = "Basic " + base64.b64encode(b"lab:right-password").decode()
 

@@ -212,7 +212,7 @@ def _manifest(directory, sha: str):
 
 
 def test_check_data_against_sqlite_registry(tmp_path, monkeypatch):
-    from components import tracking
+    from components.integrations import tracking
     from components.check_data import run_check_data
     from mvd.config import build_config
 

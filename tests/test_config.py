@@ -54,7 +54,7 @@ def test_typos_fail_when_the_config_is_loaded(key, value, match):
 
 
 def test_count_metrics_can_be_the_primary_metric():
-    from components.register import lower_is_better
+    from components.integrations.registry import lower_is_better
 
     cfg = build_config("cpu", overrides={"register.primary_metric": "count_total_error/Head-Body_TWITCH"})
     assert lower_is_better(cfg.register.primary_metric)

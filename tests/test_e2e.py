@@ -93,7 +93,7 @@ def test_dag_with_project_models_and_mirror_on_s3(tiny_project, tmp_path, s3_ser
     """Source project, MLflow artifacts and the mirror all on a real S3 server on 127.0.0.1."""
     import os
 
-    from components import storage
+    from components.integrations import storage
 
     bucket = s3_server.bucket()
     env = {**os.environ, **s3_server.env(), "MLFLOW_S3_ENDPOINT_URL": s3_server.endpoint_url,

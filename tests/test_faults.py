@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from components import tracking
+from components.integrations import tracking
 from mvd.config import DEFAULT_LABELS, build_config, parse_overrides
 from mvd.manifest import read_manifest, safe_name
 from pipeline.cli import main
@@ -150,7 +150,7 @@ def test_later_run_marks_orphaned_runs_killed(shards, tmp_path, monkeypatch):
 
 
 def test_rerun_resumes_training_of_killed_run(shards, tmp_path, monkeypatch):
-    import components.tracking as tr
+    import components.integrations.tracking as tr
 
     uri = _uri(tmp_path)
     root = tmp_path / "kfp"
@@ -195,7 +195,7 @@ def test_pipeline_failure_names_root_cause_and_marks_run_failed(tmp_path, monkey
     def failing_op(config_json: str, tracking_uri: str, experiment: str, run_name: str) -> str:
         import errno
 
-        from components import tracking
+        from components.integrations import tracking
         from components.common import setup
 
         setup(config_json)
@@ -251,7 +251,7 @@ def test_candidate_missing_a_class_is_not_promoted(model_dir, tmp_path):
 
 
 def test_lower_is_better_primary_metric(model_dir, tmp_path, capsys):
-    from components.register import lower_is_better
+    from components.integrations.registry import lower_is_better
 
     assert lower_is_better("count_mae/Self-Grooming") and lower_is_better("count_total_error/Head-Body_TWITCH")
     assert lower_is_better("val_loss") and not lower_is_better("frame_macro_f1")
@@ -549,7 +549,7 @@ def test_typo_in_sqlite_uri_creates_no_store(tmp_path, capsys, monkeypatch, uri)
 
 def test_undeclared_tag_keeps_the_video(tmp_path, caplog):
     from components.ingest import IngestError, run_ingest
-    from components.supervisely_project import read_project
+    from components.integrations.supervisely_project import read_project
 
     root = _tagged_project(tmp_path, undeclared="rearing")
     items, declared = read_project(root)

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from fake_teamfiles import FakeTeamFiles
 
-from components import storage
-from components.mirror import (
+from components.integrations import storage
+from components.integrations.mirror import (
     MirrorError,
     mirror_model,
     mirror_to_s3,
@@ -91,7 +91,7 @@ def team_env(monkeypatch):
 
 def test_team_files_not_configured_is_skipped(team_env, tmp_path, caplog):
     files = _model_files(tmp_path / "m")
-    caplog.set_level("INFO", logger="components.mirror")
+    caplog.set_level("INFO", logger="components.integrations.mirror")
     assert mirror_to_team_files(files, project_id=7, project_name="mice", run_name="r1") is None
     assert "Team Files mirror skipped" in caplog.text
     team_env.setenv("SERVER_ADDRESS", "http://127.0.0.1:9")
@@ -132,7 +132,7 @@ def test_team_files_team_id_parameter_and_failure(team_env, tmp_path):
 def test_team_files_transient_5xx_is_retried_with_the_whole_body(team_env, tmp_path, monkeypatch):
     """The server fails the first upload with a 500, then accepts: the retry sends the whole body again
     (not the empty, already-read stream), a file over 20 MiB included, and every byte arrives."""
-    import components.mirror as mirror
+    import components.integrations.mirror as mirror
 
     monkeypatch.setattr(mirror, "TEAM_FILES_BACKOFF_S", 0.0)
     files = _model_files(tmp_path / "m")

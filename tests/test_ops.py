@@ -151,7 +151,7 @@ def test_bbox_crop_op(cropped):
 
 
 def test_train_op(env, trained):
-    from components import tracking
+    from components.integrations import tracking
 
     model, run_id = trained
     card = json.loads((Path(model.path) / "model_card.json").read_text())
@@ -163,7 +163,7 @@ def test_train_op(env, trained):
 
 
 def test_benchmark_op(env, benchmarked, trained):
-    from components import tracking
+    from components.integrations import tracking
 
     results = json.loads(Path(benchmarked["results"].path).read_text())
     assert {"headline", "summary"} <= set(results)

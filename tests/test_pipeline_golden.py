@@ -82,7 +82,7 @@ def test_gpu_request_node_selector_toleration_and_requests():
 
 
 def test_benchmark_runs_on_the_cuda_image_on_a_gpu_node():
-    from components.images import CPU_IMAGE, GPU_IMAGE
+    from pipeline.images import CPU_IMAGE, GPU_IMAGE
 
     spec, k8s = _docs(ROOT / "pipeline.yaml")
     executors = spec["deploymentSpec"]["executors"]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from fake_teamfiles import FakeTeamFiles
 
-from components import tracking
+from components.integrations import tracking
 from components.register import run_register
 from mvd.config import build_config
 from pipeline.cli import main

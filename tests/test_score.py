@@ -176,7 +176,7 @@ def test_score_pipeline_yaml_is_up_to_date_with_gpu_parallel_for(tmp_path):
 
 @pytest.mark.slow
 def test_mar_score_end_to_end_through_kfp_local(tmp_path, videos, model_dir, capsys):
-    from components import tracking
+    from components.integrations import tracking
     from pipeline.cli import main
 
     meta = _csv(tmp_path / "meta.csv", [["video", "group"], ["m0.mp4", "ctrl"], ["m1.mp4", "drug"]])
@@ -232,7 +232,7 @@ def _bouts(d: Path) -> dict[str, str]:
 
 @pytest.mark.s3
 def test_videos_and_metadata_under_an_s3_prefix(tmp_path, videos, model_dir, s3_server, monkeypatch):
-    from components import storage
+    from components.integrations import storage
 
     for k, v in s3_server.env().items():
         monkeypatch.setenv(k, v)
@@ -287,7 +287,7 @@ def test_videos_of_a_supervisely_dataset(tmp_path, model_dir, sly_server):
 
 
 def test_registered_model_is_pinned_before_scoring(tmp_path, videos, model_dir, monkeypatch):
-    from components import tracking
+    from components.integrations import tracking
     from components.predict import PredictError
     from components.register import run_register
     from mvd.config import build_config

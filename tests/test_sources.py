@@ -5,7 +5,7 @@ import json
 import pytest
 
 from components.ingest import IngestError, run_ingest
-from components.sources import SourceError, resolve_source
+from components.integrations.sources import SourceError, resolve_source
 from mvd.config import build_config
 
 
@@ -79,7 +79,7 @@ def test_sly_unknown_project_and_wrong_token_are_named(tmp_path, sly_server, mon
 
 @pytest.mark.s3
 def test_s3_source_round_trip(tmp_path, s3_server, monkeypatch, make_project):
-    from components import storage
+    from components.integrations import storage
 
     for k, v in s3_server.env().items():
         monkeypatch.setenv(k, v)

@@ -1,4 +1,4 @@
-"""components.storage against a real S3 server (SeaweedFS) and on local paths."""
+"""components.integrations.storage against a real S3 server (SeaweedFS) and on local paths."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from components import storage
+from components.integrations import storage
 
 
 def _tree(root: Path) -> dict[str, bytes]:

@@ -4,7 +4,7 @@ Accepted sources:
 
 - a local directory holding the project (``meta.json`` plus dataset folders);
 - ``s3://bucket/prefix``: a project stored under an object-storage prefix (``meta.json`` directly
-  under the prefix), downloaded with :mod:`components.storage`;
+  under the prefix), downloaded with :mod:`components.integrations.storage`;
 - ``sly://<project id>``: a project on a Supervisely instance, downloaded with the SDK's
   ``download_video_project`` (nested datasets included). Needs ``SERVER_ADDRESS`` and ``API_TOKEN``
   in the environment; network failures are retried a bounded number of times.

@@ -11,7 +11,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,6 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from . import tracking
-from .register import decide_promotion, lower_is_better
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +28,37 @@ CHAMPION = "champion"
 
 class RegistryError(ValueError):
     """Unknown model, version or run, or no tracking store; the message says what exists."""
+
+
+
+def lower_is_better(metric: str) -> bool:
+    """Direction of a metric: count errors (``count_mae``, ``count_total_error``) and anything naming an
+    error, MAE or loss are lower-is-better; every other metric (F1, precision, recall, accuracy, AP,
+    count ICC and Pearson r) is higher-is-better."""
+    m = metric.lower()
+    if m.startswith(("count_icc", "count_pearson_r")):
+        return False
+    return m.startswith("count_") or any(w in m for w in ("error", "mae", "loss"))
+
+
+def decide_promotion(new: float | None, champion: float | None, margin: float, metric: str = "",
+                     missing_classes: Sequence[str] = ()) -> tuple[bool, str]:
+    """Whether the new version becomes champion, and why. ``missing_classes``: classes the champion
+    has scores for and the new version has none (its benchmark lacked them); never promoted then."""
+    if missing_classes:
+        return False, (f"new version has no score for {list(missing_classes)}, which the champion is scored on "
+                       "(its test videos have no such events?); not promoted automatically, promote it by hand "
+                       "with --force if intended")
+    if new is None or not math.isfinite(new):
+        return False, "new version has no primary metric"
+    if champion is None:
+        return True, f"no champion yet; new version scores {new:.4f}"
+    lower = lower_is_better(metric)
+    beats = new < champion - margin if lower else new > champion + margin
+    direction = " (lower is better)" if lower else ""
+    if beats:
+        return True, f"{new:.4f} beats champion {champion:.4f} by more than margin {margin}{direction}"
+    return False, f"{new:.4f} does not beat champion {champion:.4f} by more than margin {margin}{direction}"
 
 
 def resolve_tracking_uri(tracking_uri: str = "", workdir: str | os.PathLike[str] = "work") -> str:

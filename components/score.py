@@ -29,8 +29,7 @@ from mvd.video import VideoReadError
 
 from .integrations import storage
 from .integrations.cache import Cache, settings_key
-from .predict import (VIDEO_SUFFIXES, PredictError, collect_videos, load_predictor, output_stems, predict_one,
-                      registry_store)
+from .inputs import VIDEO_SUFFIXES, PredictError, collect_videos, output_stems, registry_store
 from .integrations.sources import SLY_SCHEME, SourceError, download_sly_video, list_sly_videos
 
 logger = logging.getLogger(__name__)
@@ -202,6 +201,8 @@ def score_shard(model: str, shard: dict[str, Any], out_dir: str | Path, *, cache
                 tracking_uri: str = "", device: str | None = None) -> dict[str, Any]:
     """Score the videos of ``shard`` (from :func:`split_shards`) into ``out_dir``; writes and returns the
     shard summary ``{"videos": {output: entry}, "failures": [...]}`` (also ``out_dir/shard.json``)."""
+    from .predict import load_predictor, predict_one  # torch and the model: only where videos are scored
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     p = load_predictor(model, tracking_uri, device=device)

@@ -180,7 +180,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from components.predict import PredictError
+    from components.inputs import PredictError
     from components.score import ScoreError, plan_score
 
     from .local import PipelineFailed, run_score_local

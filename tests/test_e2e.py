@@ -22,7 +22,8 @@ def tiny_project(tmp_path_factory):
 def test_mar_run_json_summary(tiny_project, tmp_path):
     work = tmp_path / "work"
     cmd = [sys.executable, "-m", "pipeline.cli", "run", "--source", str(tiny_project.root), "--profile", "cpu",
-           "--set", "train.epochs=1", "--set", "train.samples_per_epoch=32", "--workdir", str(work), "--json"]
+           "--set", "train.epochs=6", "--set", "train.samples_per_epoch=256", "--set", "benchmark.stride=4",
+           "--workdir", str(work), "--json"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -31,6 +32,9 @@ def test_mar_run_json_summary(tiny_project, tmp_path):
     m = summary["metrics"]
     assert isinstance(m["frame_macro_f1"], float) and 0 <= m["frame_macro_f1"] <= 1
     assert set(m["per_class"]) == {"idle", "Self-Grooming", "Head/Body TWITCH"}
+    # a quality floor for this fixed-seed run (measured: grooming frame F1 0.93, idle 0.73): a model that
+    # did not learn, or a pipeline that mislabels frames, falls well below it
+    assert m["per_class"]["Self-Grooming"]["f1"] >= 0.6 and m["per_class"]["idle"]["f1"] >= 0.5, m["per_class"]
     for pc in m["per_class"].values():
         assert set(pc) >= {"precision", "recall", "f1", "support"}
     assert isinstance(m["twitch_event_recall"], float)
@@ -107,7 +111,8 @@ def test_dag_with_project_models_and_mirror_on_s3(tiny_project, tmp_path, s3_ser
             os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
     work = tmp_path / "work"
     cmd = [sys.executable, "-m", "pipeline.cli", "run", "--source", f"s3://{bucket}/project", "--profile", "cpu",
-           "--set", "train.epochs=1", "--set", "train.samples_per_epoch=32", "--workdir", str(work),
+           "--set", "train.epochs=1", "--set", "train.samples_per_epoch=32", "--set", "benchmark.stride=4",
+           "--workdir", str(work),
            "--artifact-root", f"s3://{bucket}/mlflow", "--json"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]

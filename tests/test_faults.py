@@ -583,7 +583,7 @@ def test_killed_mar_run_is_marked_killed_and_resumed(tmp_path):
     work = tmp_path / "work"
     cmd = [sys.executable, "-m", "pipeline.cli", "run", "--source", str(project.root), "--profile", "cpu",
            "--set", "train.epochs=8", "--set", "train.save_ckpt_freq=1", "--set", "train.samples_per_epoch=32",
-           "--workdir", str(work), "--json"]
+           "--set", "benchmark.stride=4", "--workdir", str(work), "--json"]
     cwd = Path(__file__).resolve().parents[1]
     first = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              start_new_session=True)

@@ -26,7 +26,8 @@ def env(tmp_path_factory):
     project = write_demo_project(root / "project", n_videos=5, seed=3, duration_s=(10, 12),
                                  sizes=[(160, 120), (192, 144)])
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root / "kfp"))
-    cfg = build_config("cpu", overrides={"train.epochs": 1, "train.samples_per_epoch": 32})
+    cfg = build_config("cpu", overrides={"train.epochs": 1, "train.samples_per_epoch": 32,
+                                              "benchmark.stride": 4})
     return {"root": root, "project": project.root, "config": cfg.to_json(),
             "tracking_uri": f"sqlite:///{root / 'mlflow.db'}", "artifact_root": str(root / "mlartifacts")}
 

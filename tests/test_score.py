@@ -123,7 +123,7 @@ def test_cohort_counts_equal_predict_and_failures_stay_in_the_table(tmp_path, vi
 
 
 def test_cache_skips_a_scored_video(tmp_path, videos, model_dir, monkeypatch):
-    import components.score as score
+    import components.predict as predict
 
     plan = plan_score(str(videos / "m0.mp4"), str(model_dir), shards=1)
     cache = str(tmp_path / "cache")
@@ -133,7 +133,7 @@ def test_cache_skips_a_scored_video(tmp_path, videos, model_dir, monkeypatch):
     def must_not_run(*a, **k):
         raise AssertionError("a cached video was scored again")
 
-    monkeypatch.setattr(score, "predict_one", must_not_run)
+    monkeypatch.setattr(predict, "predict_one", must_not_run)
     second = score_shard(str(model_dir), plan["shards"][0], tmp_path / "b", cache=cache, device="cpu")
     assert second["videos"]["m0.mp4"]["cached"]
     assert (tmp_path / "b" / "m0.mp4.bouts.csv").read_text() == (tmp_path / "a" / "m0.mp4.bouts.csv").read_text()

@@ -203,7 +203,8 @@ def test_dag_over_http_postgres_s3_with_basic_auth(tiny_project, auth_server, s3
     env = _client_env(MLFLOW_TRACKING_USERNAME=ADMIN, MLFLOW_TRACKING_PASSWORD=password)
     work = tmp_path / "work"
     argv = ["run", "--source", str(tiny_project.root), "--profile", "cpu", "--set", "train.epochs=1",
-            "--set", "train.samples_per_epoch=32", "--workdir", str(work), "--tracking-uri", server.url,
+            "--set", "train.samples_per_epoch=32", "--set", "benchmark.stride=4", "--workdir", str(work),
+            "--tracking-uri", server.url,
             "--experiment", "mar-server-e2e", "--json"]
     t0 = time.perf_counter()
     proc = _mar(*argv, env=env)

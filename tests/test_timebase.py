@@ -51,8 +51,13 @@ def test_training_windows_keep_a_short_event_in_view_at_any_rate():
         n = 10 * video_fps
         s = 4 * video_fps
         e = s + int(0.2 * video_fps) - 1  # a 0.2 s twitch
-        for w in clip_windows(Clip(2, s - video_fps, e + video_fps, s, e), 16, 2, n, timebase=tb):
-            assert w.start <= s and w.end >= e and w.indices[0] == w.start
+        windows = clip_windows(Clip(2, s - video_fps, e + video_fps, s, e), 16, 2, n, timebase=tb)
+        whole = [w for w in windows if w.start <= s and w.end >= e]
+        assert len(whole) == 4  # the whole event in view at four offsets
+        for w in windows:  # the others straddle an edge of the window, at least half of the event in view
+            assert w.indices[0] == w.start
+            seen = min(w.end, e) - max(w.start, s) + 1
+            assert seen >= (e - s + 1) / 2 - video_fps / 30, (video_fps, w.start, w.end, s, e)
 
 
 def test_target_fps_defaults_to_the_lowest_training_rate():

@@ -1,6 +1,6 @@
 """Cohort scoring against plain prediction, measured side by side on the same videos in one run.
 
-  predict   ``mar predict MODEL VIDEOS --out DIR``: one process, the videos one after another
+  predict   ``mar predict VIDEOS --model MODEL --out DIR``: one process, the videos one after another
   score     ``mar score VIDEOS --model MODEL --shards N --out DIR``: the ``score`` DAG through kfp.local
             (plan → one task per shard → gather: cohort table, report, an MLflow run), a fresh cache
 
@@ -62,7 +62,8 @@ def _run(cmd: list[str], env: dict[str, str]) -> float:
 
 def _predict_counts(out: Path) -> dict[str, dict[str, int]]:
     summary = json.loads((out / "summary.json").read_text())
-    return {Path(v).name: {k: c["bouts"] for k, c in e["per_class"].items()} for v, e in summary["videos"].items()}
+    return {Path(v).name: {k: c["bouts"] for k, c in e["per_class"].items() if c.get("bouts") is not None}
+            for v, e in summary["videos"].items()}
 
 
 def _score_counts(out: Path) -> dict[str, dict[str, int]]:
@@ -100,7 +101,7 @@ def main() -> None:
             for kind in order:
                 out = root / f"{kind}{r}"
                 if kind == "predict":
-                    cmd = [mar, "predict", model, *map(str, videos), "--out", str(out), *track]
+                    cmd = [mar, "predict", *map(str, videos), "--model", model, "--out", str(out), *track]
                 else:
                     cmd = [mar, "score", str(root / "videos"), "--model", model, "--out", str(out),
                            "--shards", str(args.shards), *track]

@@ -349,7 +349,7 @@ def validate(cfg: Config) -> None:
         if not ok:
             raise ConfigError(msg)
     if t.rand_augment:
-        from .transforms import parse_rand_augment
+        from .randaugment import parse_rand_augment
 
         try:
             parse_rand_augment(t.rand_augment)
@@ -357,7 +357,7 @@ def validate(cfg: Config) -> None:
             raise ConfigError(str(e)) from None
     from .detect import available_detectors
     from .metrics import summary_keys
-    from .model import VARIANTS
+    from .variants import VARIANTS
 
     if m.arch not in VARIANTS:
         raise ConfigError(f"model.arch={m.arch!r} is not an architecture; choose one of {sorted(VARIANTS)}")

@@ -41,6 +41,8 @@ from timm.layers import DropPath, Mlp, trunc_normal_
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from .variants import VARIANTS
+
 __all__ = [
     "VARIANTS",
     "Attention",
@@ -548,12 +550,6 @@ def load_checkpoint(model: VisionTransformer, state_dict: Mapping[str, Any]) -> 
 # Variants
 # ---------------------------------------------------------------------------------------
 
-VARIANTS: dict[str, dict[str, Any]] = {
-    "vit_tiny": dict(embed_dim=192, depth=4, num_heads=3),  # small enough to train on a CPU
-    "vit_small": dict(embed_dim=384, depth=12, num_heads=6),
-    "vit_base": dict(embed_dim=768, depth=12, num_heads=12),
-    "vit_large": dict(embed_dim=1024, depth=24, num_heads=16),
-}
 
 
 def create_model(arch: str, *, num_classes: int, num_frames: int, img_size: int, **overrides: Any) -> VisionTransformer:

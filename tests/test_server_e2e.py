@@ -79,7 +79,8 @@ def start_postgres() -> Postgres:
 def postgres():
     if pg_bin("initdb") is None or pg_bin("pg_ctl") is None:
         pytest.skip("needs PostgreSQL (initdb, pg_ctl): apt-get install postgresql")
-    pytest.importorskip("psycopg2", reason="needs psycopg2-binary")
+    import psycopg2  # noqa: F401 - a dev dependency: the server's postgresql+psycopg2 store fails without it
+
     pg = start_postgres()
     try:
         yield pg

@@ -32,6 +32,7 @@ import numpy as np
 
 from mvd.clips import merge_ranges
 from mvd.config import Config
+from mvd.labels import idle_index
 from mvd.video import VideoReadError, probe
 
 from mvd.manifest import SPLITS, Interval, Manifest, VideoRecord, safe_name, sha256_file, write_json
@@ -172,7 +173,7 @@ def _tag_intervals(vid: str, tags: list[tuple[str, int, int]], n: int, labels: l
                    decisions: list[dict[str, Any]]) -> list[Interval]:
     """Intervals of the tags that map to a class, clipped to the video. Explicit idle tags are kept
     (minus frames tagged with an action)."""
-    idle = labels[0]
+    idle = labels[idle_index(labels)]
     out: list[Interval] = []
     for tag, s, e in tags:
         cls = tag_to_class(tag, labels, tag_map)
@@ -245,7 +246,7 @@ def run_ingest(source: str, cfg: Config, out_dir: str | Path, report_path: str |
 def _ingest(src: ResolvedSource, cfg: Config, out: Path, report_path: str | Path | None) -> Manifest:
     source = src.uri
     labels = cfg.data.labels
-    idle = labels[0]
+    idle = labels[idle_index(labels)]
     try:
         items, declared = read_project(src.path, cfg.data.box_class)
     except ProjectError as e:

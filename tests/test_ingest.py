@@ -128,13 +128,15 @@ def test_nested_datasets_are_read(tmp_path, make_project):
     assert json.loads((tmp_path / "report.json").read_text())["shape"] == "videos"
 
 
-def test_explicit_idle_tags_are_kept_minus_action_frames(tmp_path, make_project):
+@pytest.mark.parametrize("labels", [LABELS, ["Self-Grooming", "Head/Body TWITCH", "idle"]])
+def test_explicit_idle_tags_are_kept_minus_action_frames(tmp_path, make_project, labels):
+    """Idle is the class named idle wherever the label map puts it, not the first class."""
     root = make_project(tmp_path / "proj", [
         ("ds", "a.mp4", [("idle", 0, 59), ("Self-Grooming", 20, 29)], 60, 1),
         ("ds", "b.mp4", [("idle", 0, 39)], 60, 2),  # only idle: annotated, all-idle frames 0..39
         ("ds", "c.mp4", [("Self-Grooming", 0, 9)], 60, 3),
     ], tmp_path)
-    m = run_ingest(str(root), build_config("cpu"), tmp_path / "out")
+    m = run_ingest(str(root), build_config("cpu", overrides={"data.labels": labels}), tmp_path / "out")
     by = {v.name: [(i.label, i.start, i.end) for i in v.intervals] for v in m.videos}
     assert by["a.mp4"] == [("idle", 0, 19), ("Self-Grooming", 20, 29), ("idle", 30, 59)]
     assert by["b.mp4"] == [("idle", 0, 39)]

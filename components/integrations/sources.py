@@ -106,10 +106,10 @@ def _download_s3(uri: str, scratch: Path) -> Path:
 
 def sly_project_id(uri: str) -> int:
     """The project id of ``sly://<id>``."""
-    rest = uri[len(SLY_SCHEME):].strip("/")
-    if not rest.isdigit():
+    project_id, rest = _sly_parts(uri, "sly://<numeric project id>, e.g. sly://12345")
+    if rest:
         raise SourceError(f"source {uri!r}: expected sly://<numeric project id>, e.g. sly://12345")
-    return int(rest)
+    return project_id
 
 
 def sly_api(uri: str, retries: int = 3):  # noqa: ANN201 - supervisely.Api, imported lazily
@@ -166,6 +166,17 @@ def _download_sly(uri: str, scratch: Path, retries: int, backoff_s: float) -> Pa
 
 
 # ----------------------------------------------------------------------------- single videos of a Supervisely project
+_VIDEO_IDS: dict[tuple[str, int, str], dict[str, int]] = {}  # (server, project, dataset path) -> {video name: id}
+
+
+def _sly_parts(uri: str, expected: str) -> tuple[int, str]:
+    """(project id, the rest of the path) of ``sly://<project id>[/...]``."""
+    head, _, rest = uri[len(SLY_SCHEME):].strip("/").partition("/")
+    if not head.isdigit():
+        raise SourceError(f"{uri!r}: expected {expected}")
+    return int(head), rest
+
+
 def _sly_call(uri: str, what: str, fn, *args, **kwargs):  # noqa: ANN001, ANN202
     """Run one API call; HTTP and network errors become a SourceError naming ``uri`` and what failed."""
     try:
@@ -198,11 +209,7 @@ def list_sly_videos(uri: str, suffixes: set[str] | frozenset[str], retries: int 
     """The videos of ``sly://<project id>`` (every dataset, nested ones included) or of one dataset,
     ``sly://<project id>/<dataset id | dataset name | parent/child>``, as ``sly://<project id>/<dataset
     path>/<video name>`` URIs (what :func:`download_sly_video` fetches), sorted."""
-    rest = uri[len(SLY_SCHEME):].strip("/")
-    head, _, want = rest.partition("/")
-    if not head.isdigit():
-        raise SourceError(f"{uri!r}: expected sly://<project id> or sly://<project id>/<dataset>, e.g. sly://12345/day1")
-    project_id = int(head)
+    project_id, want = _sly_parts(uri, "sly://<project id> or sly://<project id>/<dataset>, e.g. sly://12345/day1")
     api = sly_api(uri, retries)
     datasets = _sly_datasets(api, uri, project_id)
     if want:
@@ -226,25 +233,28 @@ def list_sly_videos(uri: str, suffixes: set[str] | frozenset[str], retries: int 
 def download_sly_video(uri: str, dest_dir: str | Path, retries: int = 3) -> Path:
     """Download the video ``sly://<project id>/<dataset path>/<video name>`` to ``dest_dir/<dataset
     path>/<video name>`` (a temporary name, renamed when complete)."""
-    rest = uri[len(SLY_SCHEME):].strip("/")
-    head, _, tail = rest.partition("/")
+    expected = "sly://<project id>/<dataset>/<video name>"
+    project_id, tail = _sly_parts(uri, expected)
     ds_path, _, name = tail.rpartition("/")
-    if not head.isdigit() or not ds_path or not name:
-        raise SourceError(f"{uri!r}: expected sly://<project id>/<dataset>/<video name>")
+    if not ds_path or not name:
+        raise SourceError(f"{uri!r}: expected {expected}")
     api = sly_api(uri, retries)
-    datasets = _sly_datasets(api, uri, int(head))
-    if ds_path not in datasets:
-        raise SourceError(f"{uri}: project {head} has no dataset {ds_path!r} (any more); its datasets: "
-                          f"{', '.join(sorted(datasets)) or 'none'}")
-    videos = _sly_call(uri, f"listing the videos of dataset {ds_path!r}", api.video.get_list, datasets[ds_path])
-    info = next((v for v in videos if v.name == name), None)
-    if info is None:
+    key = (os.environ["SERVER_ADDRESS"], project_id, ds_path)
+    if key not in _VIDEO_IDS:  # a shard downloads many videos of one dataset: list it once
+        datasets = _sly_datasets(api, uri, project_id)
+        if ds_path not in datasets:
+            raise SourceError(f"{uri}: project {project_id} has no dataset {ds_path!r} (any more); its datasets: "
+                              f"{', '.join(sorted(datasets)) or 'none'}")
+        videos = _sly_call(uri, f"listing the videos of dataset {ds_path!r}", api.video.get_list, datasets[ds_path])
+        _VIDEO_IDS[key] = {v.name: v.id for v in videos}
+    video_id = _VIDEO_IDS[key].get(name)
+    if video_id is None:
         raise SourceError(f"{uri}: dataset {ds_path!r} has no video {name!r} (any more)")
     final = Path(dest_dir) / ds_path / name
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f".{name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
-        _sly_call(uri, "downloading the video", api.video.download_path, info.id, str(tmp))
+        _sly_call(uri, "downloading the video", api.video.download_path, video_id, str(tmp))
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)

@@ -14,12 +14,19 @@ union. A second run over the same project recomputes nothing; adding a video com
 (and, when the added video raises the idle target, only the extra idle clips of the others).
 The final shards are assembled from the entries by copying bytes, in manifest and plan order,
 so a run gives the same shards whatever the cache held.
+
+Videos are prepared (boxes detected, windows cut into cache entries) by ``data.crop_workers``
+processes side by side; the videos of one file (same sha256) go to the same process, one after
+the other, so two processes never build the same cache entry. Assembly stays in this process.
 """
 
 
 import hashlib
 import logging
+import multiprocessing
+import os
 import shutil
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -175,6 +182,81 @@ class _Prep:
         return out
 
 
+class _Prepared(NamedTuple):
+    video: str
+    boxes: np.ndarray | None
+    origin: str
+    windows_dir: str  # cache entry of the video's windows; "" when it has no clip
+    reused: int
+    computed: int
+    error: str  # why the video failed; "" when it did not
+
+
+_WORKER: dict[str, Any] = {}  # what a preparation process works with: prep, plans, labels, target fps
+
+
+def _prepare_group(recs: list[VideoRecord]) -> list[_Prepared]:
+    """Boxes and cache entries of the windows of videos that share one file, one after the other."""
+    prep, plans, labels, target_fps = (_WORKER[k] for k in ("prep", "plans", "labels", "target_fps"))
+    out = []
+    for rec in recs:
+        try:
+            boxes, origin = prep.boxes(rec)
+            clips = plans.get(rec.id, [])
+            wdir, reused, computed = "", 0, 0
+            if clips:
+                reader, _, reused, computed = prep.windows(rec, boxes, clips, labels, target_fps)
+                wdir = str(reader.dir)
+            out.append(_Prepared(rec.id, boxes, origin, wdir, reused, computed, ""))
+        except (VideoReadError, ValueError) as e:
+            out.append(_Prepared(rec.id, None, "", "", 0, 0, str(e)))
+    return out
+
+
+def _start_worker(prep: _Prep, plans: dict[str, list[Clip]], labels: list[str], target_fps: float) -> None:
+    """Start of a preparation process (spawned, not forked: OpenCV's thread pool does not survive a
+    fork): OpenCV on one thread, since the processes already share the cores."""
+    import cv2
+
+    cv2.setNumThreads(1)
+    _WORKER.update(prep=prep, plans=plans, labels=labels, target_fps=target_fps)
+
+
+def crop_workers(requested: int, videos: int) -> int:
+    """Processes that prepare videos: ``data.crop_workers``, or one per usable core (at most 8)."""
+    if requested > 0:
+        n = requested
+    else:
+        try:
+            n = min(8, len(os.sched_getaffinity(0)))
+        except AttributeError:  # not Linux
+            n = min(8, os.cpu_count() or 1)
+    return max(1, min(n, videos))
+
+
+def _prepared(manifest: Any, prep: _Prep, plans: dict[str, list[Clip]], target_fps: float, workers: int):
+    """Each video's :class:`_Prepared`, in manifest order; ``workers`` processes when > 1."""
+    groups: dict[str, list[VideoRecord]] = {}
+    for rec in manifest.videos:
+        groups.setdefault(rec.sha256 or rec.id, []).append(rec)
+    args = (prep, plans, manifest.labels, target_fps)
+    try:
+        n = crop_workers(workers, len(groups))
+        if n > 1:
+            logger.info("bbox-crop: preparing %d videos in %d processes", len(manifest.videos), n)
+            with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
+                                     initargs=args) as pool:
+                done = {p.video: p for group in tqdm(pool.map(_prepare_group, groups.values()), total=len(groups),
+                                                     desc="bbox-crop", unit="file") for p in group}
+        else:
+            _WORKER.update(zip(("prep", "plans", "labels", "target_fps"), args))
+            done = {p.video: p for group in tqdm(groups.values(), desc="bbox-crop", unit="file")
+                    for p in _prepare_group(group)}
+    finally:
+        _WORKER.clear()
+    return [done[rec.id] for rec in manifest.videos]
+
+
 def run_bbox_crop(manifest_dir: str | Path, cfg: Config, out_dir: str | Path) -> dict[str, Any]:
     """Writes ``clips/`` (shards + index), ``boxes/<video>.npy`` and ``boxes.json`` under ``out_dir``."""
     mdir, out = Path(manifest_dir), Path(out_dir)
@@ -192,34 +274,33 @@ def run_bbox_crop(manifest_dir: str | Path, cfg: Config, out_dir: str | Path) ->
     counts = np.zeros(len(manifest.labels), dtype=int)
     stats: dict[str, _Stats] = {}
     try:
-        for rec in tqdm(manifest.videos, desc="bbox-crop", unit="video"):
-            try:
-                boxes, origin = prep.boxes(rec)
-                rel = f"boxes/{Path(rec.file).name}.npy"
-                (out / "boxes").mkdir(parents=True, exist_ok=True)
-                tmp = out / (rel + ".tmp.npy")
-                np.save(tmp, boxes.astype(np.float32))
-                tmp.replace(out / rel)
-                boxes_index[rec.id] = BoxesEntry(rel, "annotation" if origin == "annotation" else "detector", origin,
-                                                 float(np.isfinite(boxes[:, 0]).mean()))
-                clips = plans.get(rec.id, [])
-                reused = computed = 0
-                if clips:
-                    reader, positions, reused, computed = prep.windows(rec, boxes, clips, manifest.labels, target_fps)
-                    for clip in clips:
-                        for i in positions.get(_clip_key(clip), []):
-                            meta = reader.clips[i]
-                            writer.add(np.asarray(reader.frames(i)), video=rec.id, split=rec.split,
-                                       label=int(meta["label"]),
-                                       clip=f"{rec.id}#{clip.start}-{clip.end}", start=meta["start"],
-                                       end=meta["end"], indices=meta["indices"], event_start=meta["event_start"],
-                                       event_end=meta["event_end"], fps=rec.fps, crop=meta["crop"],
-                                       frame_labels=meta["frame_labels"])
-                            counts[clip.label] += 1
-                stats[rec.id] = _Stats(origin, reused, computed)
-            except (VideoReadError, ValueError) as e:
-                logger.error("bbox-crop: %s failed: %s", rec.id, e)
-                failures.append({"video": rec.id, "reason": str(e)})
+        for rec, p in zip(manifest.videos, _prepared(manifest, prep, plans, target_fps, cfg.data.crop_workers)):
+            if p.error:
+                logger.error("bbox-crop: %s failed: %s", rec.id, p.error)
+                failures.append({"video": rec.id, "reason": p.error})
+                continue
+            boxes = p.boxes
+            rel = f"boxes/{Path(rec.file).name}.npy"
+            (out / "boxes").mkdir(parents=True, exist_ok=True)
+            tmp = out / (rel + ".tmp.npy")
+            np.save(tmp, boxes.astype(np.float32))
+            tmp.replace(out / rel)
+            boxes_index[rec.id] = BoxesEntry(rel, "annotation" if p.origin == "annotation" else "detector", p.origin,
+                                             float(np.isfinite(boxes[:, 0]).mean()))
+            if p.windows_dir:
+                reader = ShardReader(p.windows_dir)
+                positions = prep._positions(reader)
+                for clip in plans.get(rec.id, []):
+                    for i in positions.get(_clip_key(clip), []):
+                        meta = reader.clips[i]
+                        writer.add(np.asarray(reader.frames(i)), video=rec.id, split=rec.split,
+                                   label=int(meta["label"]),
+                                   clip=f"{rec.id}#{clip.start}-{clip.end}", start=meta["start"],
+                                   end=meta["end"], indices=meta["indices"], event_start=meta["event_start"],
+                                   event_end=meta["event_end"], fps=rec.fps, crop=meta["crop"],
+                                   frame_labels=meta["frame_labels"])
+                        counts[clip.label] += 1
+            stats[rec.id] = _Stats(p.origin, p.reused, p.computed)
         if not writer.clips:
             raise RuntimeError(f"bbox-crop produced no training window; failures: {failures}")
         writer.close({"labels": manifest.labels, "data_version": manifest.data_version, "target_fps": target_fps})

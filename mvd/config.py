@@ -30,6 +30,8 @@ class ModelConfig:
     num_frames: int = 16
     sampling_rate: int = 2
     input_size: int = 224
+    patch_size: int = 16  # spatial side of a token, pixels (official checkpoints: 16)
+    tubelet_size: int = 2  # frames per token, = the dense head's time resolution (official checkpoints: 2)
     drop_path: float = 0.1
     subtract_temporal_mean: bool = False  # feed each frame minus the clip's mean frame (motion only)
     dense_head: bool = True  # also classify every temporal token: per-frame labels, not window-wide ones
@@ -56,6 +58,7 @@ class DataConfig:
     idle_max_s: float = 5.0
     idle_ratio: float = 1.0  # idle frames per video ≈ idle_ratio × mean positive frames per video
     cache: str = ""  # directory or s3:// prefix; empty = no cache
+    crop_workers: int = 0  # bbox-crop processes (videos side by side); 0 = one per usable core, at most 8
 
 
 @dataclass
@@ -316,9 +319,13 @@ def config_from_json(s: str) -> Config:
 def validate(cfg: Config) -> None:
     m, d, t, b = cfg.model, cfg.data, cfg.train, cfg.benchmark
     checks = [
-        (m.num_frames >= 2 and m.num_frames % 2 == 0, "model.num_frames must be an even number ≥ 2 (tubelet of 2)"),
+        (m.tubelet_size >= 1, "model.tubelet_size must be ≥ 1"),
+        (m.patch_size >= 1, "model.patch_size must be ≥ 1"),
+        (m.num_frames >= 2 and m.num_frames % max(1, m.tubelet_size) == 0,
+         f"model.num_frames ({m.num_frames}) must be ≥ 2 and a multiple of model.tubelet_size ({m.tubelet_size})"),
         (m.sampling_rate >= 1, "model.sampling_rate must be ≥ 1"),
-        (m.input_size >= 16 and m.input_size % 16 == 0, "model.input_size must be a multiple of 16"),
+        (m.input_size >= m.patch_size and m.input_size % max(1, m.patch_size) == 0,
+         f"model.input_size ({m.input_size}) must be a multiple of model.patch_size ({m.patch_size})"),
         (0 <= m.drop_path < 1, "model.drop_path must be in [0, 1)"),
         (m.target_fps >= 0, "model.target_fps must be ≥ 0 (0 = the lowest frame rate among the training videos)"),
         (len(d.labels) >= 2, "data.labels needs at least two classes (idle first)"),
@@ -326,6 +333,7 @@ def validate(cfg: Config) -> None:
         (d.unknown_tags in ("warn", "error"), "data.unknown_tags must be 'warn' or 'error'"),
         (0 < d.test_ratio < 1, "data.test_ratio must be in (0, 1)"),
         (0 <= d.val_ratio < 1, "data.val_ratio must be in [0, 1)"),
+        (d.crop_workers >= 0, "data.crop_workers must be ≥ 0 (0 = one per usable core)"),
         (0 <= d.pad_train < 1 and 0 <= d.pad_infer < 1, "data.pad_train/pad_infer must be in [0, 1)"),
         (0 < d.min_clip_s <= d.max_clip_s, "need 0 < data.min_clip_s ≤ data.max_clip_s"),
         (0 < d.idle_min_s <= d.idle_max_s, "need 0 < data.idle_min_s ≤ data.idle_max_s"),

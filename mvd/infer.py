@@ -107,13 +107,14 @@ def predict_video(
     if head not in ("clip", "dense"):
         raise ValueError(f"head must be 'clip' or 'dense', got {head!r}")
     dense = head == "dense"
+    tubelet = int(getattr(model, "tubelet_size", 2))
 
     def on_result(keys: list[int], probs: np.ndarray) -> None:
         for w_id, p in zip(keys, probs):
             w = windows[w_id]
             end = min(w.end, n - 1)
             # a clip head labels the whole span; a dense head each frame by its time step
-            sums[w.start:end + 1] += p[span_positions(w.indices, w.start, end)] if dense else p
+            sums[w.start:end + 1] += p[span_positions(w.indices, w.start, end, tubelet)] if dense else p
             counts[w.start:end + 1] += 1
 
     batcher = WindowBatcher(model, batch_size, device, amp, on_result, dense=dense)

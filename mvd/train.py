@@ -98,7 +98,8 @@ def build_model(cfg: Config, num_classes: int) -> nn.Module:
     m = cfg.model
     model = create_model(
         m.arch, num_classes=num_classes, num_frames=m.num_frames, img_size=m.input_size, drop_path_rate=m.drop_path,
-        subtract_temporal_mean=m.subtract_temporal_mean, dense_head=m.dense_head,
+        subtract_temporal_mean=m.subtract_temporal_mean, dense_head=m.dense_head, patch_size=m.patch_size,
+        tubelet_size=m.tubelet_size,
     )
     if m.pretrained:
         info = load_pretrained(model, m.pretrained)
@@ -143,14 +144,14 @@ def model_card(cfg: Config, labels: list[str], data_version: str, extra: dict[st
             "num_frames": m.num_frames,
             "sampling_rate": m.sampling_rate,
             "img_size": m.input_size,
-            "tubelet_size": 2,
+            "tubelet_size": m.tubelet_size,
             "mean": list(MEAN),
             "std": list(STD),
             "crop_pad": cfg.data.pad_infer,
             "target_fps": fps,
         },
         "model_kwargs": {"drop_path_rate": m.drop_path, "subtract_temporal_mean": m.subtract_temporal_mean,
-                         "dense_head": m.dense_head},
+                         "dense_head": m.dense_head, "patch_size": m.patch_size},
         "inference": spec_from_config(cfg, list(labels), fps).to_dict(),
         "train_config": cfg.to_dict(),
         "data_version": data_version,
@@ -174,7 +175,7 @@ def validate(model: nn.Module, loader: DataLoader, labels: list[str], device: to
         y_true.append(y.cpu().numpy())
         y_pred.append(logits.argmax(1).cpu().numpy())
         if steps is not None:  # each time step's class against the majority of its frames
-            tgt = step_targets(fy.to(device), len(labels)).argmax(-1)
+            tgt = step_targets(fy.to(device), len(labels), _unwrap(model).tubelet_size).argmax(-1)
             f_true.append(tgt.flatten().cpu().numpy())
             f_pred.append(steps.argmax(-1).flatten().cpu().numpy())
     if n == 0:
@@ -339,7 +340,7 @@ def train(
                 logits, steps = model(x, dense=True) if dense else (model(x), None)
             loss = criterion(logits.float(), target)
             if steps is not None and not mixed:  # per-frame targets; a mixed batch has none
-                st = step_targets(fy.to(device, non_blocking=True), len(labels))
+                st = step_targets(fy.to(device, non_blocking=True), len(labels), _unwrap(model).tubelet_size)
                 loss = loss + t.dense_loss_weight * _soft_ce(steps.float(), st, t.label_smoothing)
             elif steps is not None:  # keeps the dense head in the graph (DDP expects every parameter used)
                 loss = loss + 0.0 * steps.float().sum()

@@ -160,3 +160,33 @@ def test_cache_on_s3(tmp_path, s3_server, monkeypatch, training_data):
     assert third["cache"]["videos_computed"] == 1 and third["cache"]["boxes"]["computed"] == 0
     assert storage.exists(victim)
     assert _shard_bytes(tmp_path / "c3") == _shard_bytes(tmp_path / "c1")
+
+
+def test_videos_prepared_side_by_side_give_the_sequential_shards(tmp_path, make_project):
+    """bbox-crop with several processes writes the same shards, boxes and counts as with one; a
+    file that appears twice (same bytes in two datasets) is prepared by one process."""
+    tags = [("Self-Grooming", 5, 30), ("Head/Body TWITCH", 40, 43)]
+    root = make_project(tmp_path / "proj", [
+        ("a", "m1.mp4", tags, 60, 31), ("a", "m2.mp4", tags, 60, 32), ("a", "m3.mp4", [], 60, 33),
+        ("b", "m1.mp4", tags, 60, 31),  # the same bytes as a/m1.mp4
+        ("b", "m4.mp4", [("Self-Grooming", 0, 50)], 60, 34), ("b", "m5.mp4", tags, 60, 35),
+    ], tmp_path)
+    cfg1 = _cfg("", **{"data.crop_workers": 1, "data.test_ratio": 0.3})
+    run_ingest(str(root), cfg1, tmp_path / "m")
+    one = run_bbox_crop(tmp_path / "m", cfg1, tmp_path / "c1")
+    many = run_bbox_crop(tmp_path / "m", _cfg("", **{"data.crop_workers": 3, "data.test_ratio": 0.3}), tmp_path / "c3")
+    assert sum(one["windows_per_class"].values()) > 0
+    assert many["windows_per_class"] == one["windows_per_class"]
+    assert _shard_bytes(tmp_path / "c3") == _shard_bytes(tmp_path / "c1")
+    assert many["boxes"].keys() == one["boxes"].keys() and {"a/m1.mp4", "b/m1.mp4"} <= set(one["boxes"])
+    for rec_id, b in one["boxes"].items():
+        assert np.array_equal(np.load(tmp_path / "c1" / b["file"]), np.load(tmp_path / "c3" / many["boxes"][rec_id]["file"]),
+                              equal_nan=True)
+
+
+def test_crop_workers_default_to_the_usable_cores():
+    from components.bbox_crop import crop_workers
+
+    assert crop_workers(3, videos=10) == 3
+    assert crop_workers(4, videos=2) == 2  # never more processes than files
+    assert 1 <= crop_workers(0, videos=100) <= 8

@@ -18,7 +18,8 @@ def test_profiles_and_overrides(tmp_path):
 
 @pytest.mark.parametrize("item,needle", [
     ("train.epoch=3", "valid keys"), ("nosection=1", "valid keys"), ("train.epochs=abc", "integer"),
-    ("train.epochs=2.5", "integer"), ("model.input_size=100", "multiple of 16"), ("benchmark.thresholds.foo=0.5", "foo"),
+    ("train.epochs=2.5", "integer"), ("model.input_size=100", "multiple of model.patch_size"),
+    ("model.tubelet_size=3", "multiple of model.tubelet_size"), ("model.patch_size=0", "patch_size"), ("benchmark.thresholds.foo=0.5", "foo"),
     ("train.flip=maybe", "true/false"), ("epochs", "key=value"),
     ("train.rand_augment=autoaug", "rand-m7-n4"), ("train.rand_augment=rand-m7-x3", "'x3' is not understood"),
     ("train.rand_augment=rand-m12-n2", "0–10"),

@@ -38,6 +38,8 @@ def test_span_positions_take_the_last_sample_at_or_before_each_frame():
     assert got.tolist() == [0] * 6 + [1] * 6
     # clamped indices at a video's end repeat the last frame
     assert span_positions(np.array([8, 9, 9, 9]), 8, 11).tolist() == [0, 0, 0, 0]
+    # a tubelet of 1 frame: every sample is its own time step
+    assert span_positions(np.array([10, 13, 16, 19]), 10, 21, tubelet=1).tolist() == [0] * 3 + [1] * 3 + [2] * 3 + [3] * 3
 
 
 def test_model_dense_output_and_gradients():

@@ -60,6 +60,17 @@ def test_train_writes_models_checkpoints_and_reports_epochs(shards, tmp_path):
     assert json.loads(json.dumps(ck["config"]))["train"]["epochs"] == 2
 
 
+def test_token_size_is_configurable_and_recorded_in_the_card(shards, tmp_path):
+    """model.tubelet_size=1 gives the dense head one time step per sampled frame; patch size 8
+    four times the spatial tokens; the card rebuilds the same model."""
+    r = train(_cfg(1, ["model.tubelet_size=1", "model.patch_size=8"]), shards, tmp_path, labels=LABELS)
+    model, card = load_model(r.best_dir)
+    assert card["input"]["tubelet_size"] == 1 and card["model_kwargs"]["patch_size"] == 8
+    assert model.patch_embed.num_patches == 4 * 4 * 4
+    clip, steps = model(torch.zeros(2, 3, 4, 32, 32), dense=True)
+    assert clip.shape == (2, 3) and steps.shape == (2, 4, 3)
+
+
 class Killed(Exception):
     pass
 

@@ -16,8 +16,10 @@ The final shards are assembled from the entries by copying bytes, in manifest an
 so a run gives the same shards whatever the cache held.
 
 Videos are prepared (boxes detected, windows cut into cache entries) by ``data.crop_workers``
-processes side by side; the videos of one file (same sha256) go to the same process, one after
-the other, so two processes never build the same cache entry. Assembly stays in this process.
+spawned processes side by side (as with any spawned process, a script calling
+:func:`run_bbox_crop` starts under ``if __name__ == "__main__":``); the videos of one file (same
+sha256) go to the same process, one after the other, so two processes never build the same cache
+entry. Assembly stays in this process.
 """
 
 
@@ -27,6 +29,7 @@ import multiprocessing
 import os
 import shutil
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -244,10 +247,17 @@ def _prepared(manifest: Any, prep: _Prep, plans: dict[str, list[Clip]], target_f
         n = crop_workers(workers, len(groups))
         if n > 1:
             logger.info("bbox-crop: preparing %d videos in %d processes", len(manifest.videos), n)
-            with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
-                                     initargs=args) as pool:
-                done = {p.video: p for group in tqdm(pool.map(_prepare_group, groups.values()), total=len(groups),
-                                                     desc="bbox-crop", unit="file") for p in group}
+            try:
+                with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"),
+                                         initializer=_start_worker, initargs=args) as pool:
+                    done = {p.video: p for group in tqdm(pool.map(_prepare_group, groups.values()),
+                                                         total=len(groups), desc="bbox-crop", unit="file")
+                            for p in group}
+            except BrokenProcessPool as e:
+                raise RuntimeError(
+                    f"bbox-crop: a video preparation process died ({e}). The {n} processes are spawned: a script "
+                    "that calls run_bbox_crop must start under `if __name__ == '__main__':`; out of memory, give "
+                    "the task more memory or set data.crop_workers to fewer processes (1 = none)") from e
         else:
             _WORKER.update(zip(("prep", "plans", "labels", "target_fps"), args))
             done = {p.video: p for group in tqdm(groups.values(), desc="bbox-crop", unit="file")

@@ -8,7 +8,8 @@ import random
 import shutil
 import uuid
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+import multiprocessing
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -136,9 +137,12 @@ def write_demo_project(root: Path | str, *, n_videos: int = 12, seed: int = 0,
             path = Path(datasets[ds_name].item_dir) / name
             jobs.append((ds_name, name, dict(path=path, num_frames=num_frames, fps=fps, size=size,
                                              seed=child.spawn(1)[0])))
-        # Encoding releases the GIL, so threads render videos side by side.
+        # Drawing holds the GIL, so videos are rendered side by side in processes (spawned: OpenCV's
+        # thread pool does not survive a fork); one video renders in this process's thread.
         n_workers = max(1, min(workers or os.cpu_count() or 1, n_videos))
-        with ThreadPoolExecutor(n_workers) as pool:
+        pool: Executor = (ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context("spawn"))
+                          if n_workers > 1 else ThreadPoolExecutor(1))
+        with pool:
             futures = [pool.submit(render_video, **kw) for _, _, kw in jobs]
             for (ds_name, name, kw), fut in zip(jobs, futures):
                 truth = fut.result()

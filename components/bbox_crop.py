@@ -26,7 +26,6 @@ entry. Assembly stays in this process.
 import hashlib
 import logging
 import multiprocessing
-import os
 import shutil
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -38,6 +37,7 @@ from tqdm import tqdm
 
 from mvd.clips import Clip, clip_windows, plan_clips
 from mvd.config import Config
+from mvd.cores import usable_cores
 from mvd.dense import interval_targets
 from mvd.detect import Detector, make_detector
 from mvd.extract import stream_windows
@@ -216,24 +216,22 @@ def _prepare_group(recs: list[VideoRecord]) -> list[_Prepared]:
     return out
 
 
-def _start_worker(prep: _Prep, plans: dict[str, list[Clip]], labels: list[str], target_fps: float) -> None:
+def _set_worker(prep: _Prep, plans: dict[str, list[Clip]], labels: list[str], target_fps: float) -> None:
+    _WORKER.update(prep=prep, plans=plans, labels=labels, target_fps=target_fps)
+
+
+def _start_worker(*args: Any) -> None:
     """Start of a preparation process (spawned, not forked: OpenCV's thread pool does not survive a
     fork): OpenCV on one thread, since the processes already share the cores."""
     import cv2
 
     cv2.setNumThreads(1)
-    _WORKER.update(prep=prep, plans=plans, labels=labels, target_fps=target_fps)
+    _set_worker(*args)
 
 
 def crop_workers(requested: int, videos: int) -> int:
     """Processes that prepare videos: ``data.crop_workers``, or one per usable core (at most 8)."""
-    if requested > 0:
-        n = requested
-    else:
-        try:
-            n = min(8, len(os.sched_getaffinity(0)))
-        except AttributeError:  # not Linux
-            n = min(8, os.cpu_count() or 1)
+    n = requested if requested > 0 else min(8, usable_cores())
     return max(1, min(n, videos))
 
 
@@ -243,28 +241,27 @@ def _prepared(manifest: Any, prep: _Prep, plans: dict[str, list[Clip]], target_f
     for rec in manifest.videos:
         groups.setdefault(rec.sha256 or rec.id, []).append(rec)
     args = (prep, plans, manifest.labels, target_fps)
-    try:
-        n = crop_workers(workers, len(groups))
-        if n > 1:
-            logger.info("bbox-crop: preparing %d videos in %d processes", len(manifest.videos), n)
-            try:
-                with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"),
-                                         initializer=_start_worker, initargs=args) as pool:
-                    done = {p.video: p for group in tqdm(pool.map(_prepare_group, groups.values()),
-                                                         total=len(groups), desc="bbox-crop", unit="file")
-                            for p in group}
-            except BrokenProcessPool as e:
-                raise RuntimeError(
-                    f"bbox-crop: a video preparation process died ({e}). The {n} processes are spawned: a script "
-                    "that calls run_bbox_crop must start under `if __name__ == '__main__':`; out of memory, give "
-                    "the task more memory or set data.crop_workers to fewer processes (1 = none)") from e
-        else:
-            _WORKER.update(zip(("prep", "plans", "labels", "target_fps"), args))
-            done = {p.video: p for group in tqdm(groups.values(), desc="bbox-crop", unit="file")
-                    for p in _prepare_group(group)}
-    finally:
-        _WORKER.clear()
-    return [done[rec.id] for rec in manifest.videos]
+    n = crop_workers(workers, len(groups))
+    if n == 1:
+        _set_worker(*args)
+        try:
+            done = [_prepare_group(g) for g in tqdm(groups.values(), desc="bbox-crop", unit="file")]
+        finally:
+            _WORKER.clear()
+    else:
+        logger.info("bbox-crop: preparing %d videos in %d processes", len(manifest.videos), n)
+        try:
+            with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
+                                     initargs=args) as pool:
+                done = list(tqdm(pool.map(_prepare_group, groups.values()), total=len(groups), desc="bbox-crop",
+                                 unit="file"))
+        except BrokenProcessPool as e:
+            raise RuntimeError(
+                f"bbox-crop: a video preparation process died ({e}). The {n} processes are spawned: a script "
+                "that calls run_bbox_crop must start under `if __name__ == '__main__':`; out of memory, give "
+                "the task more memory or set data.crop_workers to fewer processes (1 = none)") from e
+    by_video = {p.video: p for group in done for p in group}
+    return [by_video[rec.id] for rec in manifest.videos]
 
 
 def run_bbox_crop(manifest_dir: str | Path, cfg: Config, out_dir: str | Path) -> dict[str, Any]:

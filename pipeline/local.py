@@ -253,6 +253,8 @@ def run_score_local(videos: list[str], model: str, out: str | Path, *, metadata:
     defaults to ``out/cache``; MLflow defaults to ``sqlite:///<out>/mlflow.db`` (or $MLFLOW_TRACKING_URI)."""
     from kfp import local
 
+    from mvd.cores import usable_cores
+
     from .score_dag import PARALLELISM, score_pipeline
 
     work = Path(out).resolve()
@@ -270,7 +272,7 @@ def run_score_local(videos: list[str], model: str, out: str | Path, *, metadata:
     if "OMP_NUM_THREADS" not in os.environ:
         # kfp.local runs the shard tasks side by side on this machine: torch in each takes its share of the
         # cores (every one taking all of them oversubscribes the CPU: about 1.5x slower on 2 cores)
-        run_env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // max(1, min(shards, PARALLELISM))))
+        run_env["OMP_NUM_THREADS"] = str(max(1, usable_cores() // max(1, min(shards, PARALLELISM))))
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(work / "kfp"))
     t0 = time.perf_counter()
     try:

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import random
 import shutil
 import uuid
 from collections.abc import Sequence
-import multiprocessing
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+
+from mvd.cores import usable_cores
 
 from .render import render_video
 from .truth import (
@@ -139,7 +141,7 @@ def write_demo_project(root: Path | str, *, n_videos: int = 12, seed: int = 0,
                                              seed=child.spawn(1)[0])))
         # Drawing holds the GIL, so videos are rendered side by side in processes (spawned: OpenCV's
         # thread pool does not survive a fork); one video renders in this process's thread.
-        n_workers = max(1, min(workers or os.cpu_count() or 1, n_videos))
+        n_workers = max(1, min(workers or usable_cores(), n_videos))
         pool: Executor = (ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context("spawn"))
                           if n_workers > 1 else ThreadPoolExecutor(1))
         with pool:

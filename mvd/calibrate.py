@@ -8,7 +8,10 @@ is the mean of the F1 under the hit rule (a prediction near an event counts it) 
 IoU ≥ 0.5 (a prediction that also spans the event): the hit rule alone rewards bouts smeared
 over seconds, which count right and time wrong. The grid is drawn from the class's own annotated bouts on the validation videos
 (short-end bout duration, typical gap), so the same code fits twitches of 0.1 s and grooming
-bouts of minutes, at any frame rate. Values pinned in the configuration are kept as given and
+bouts of minutes, at any frame rate. A second, smaller search then tries hysteresis on the winning
+smoothing, gap and duration: every pair of a lower ``threshold`` (where a bout starts and ends)
+and a higher ``peak_threshold`` (which a bout must reach), kept only when it scores better than
+the single threshold. Values pinned in the configuration are kept as given and
 the rest are fitted around them.
 """
 
@@ -24,7 +27,7 @@ import numpy as np
 from .bouts import Bout
 from .labels import idle_index
 from .metrics import match_hit, match_iou
-from .postprocess import ClassRule, PostProcess, class_runs, seconds_to_frames, smooth
+from .postprocess import ClassRule, PostProcess, class_runs, runs, seconds_to_frames, smooth
 
 __all__ = ["ValVideo", "fit_postprocess", "MIN_EVENTS"]
 
@@ -35,7 +38,7 @@ THRESHOLDS = tuple(round(float(x), 2) for x in np.arange(0.05, 0.96, 0.05))
 SMOOTH_FRACTIONS = (0.0, 0.25, 0.5, 1.0)  # × median bout duration
 MIN_DURATION_FRACTIONS = (0.0, 0.2, 0.35, 0.5, 0.75, 1.0)  # × short-end (10th percentile) bout duration
 GAP_FRACTIONS = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)  # × min(median bout duration, short-end gap)
-RULE_KEYS = ("threshold", "smooth_s", "min_duration_s", "merge_gap_s")
+RULE_KEYS = ("threshold", "smooth_s", "min_duration_s", "merge_gap_s", "peak_threshold")
 
 
 @dataclass
@@ -68,35 +71,35 @@ class _Score(NamedTuple):
 
 
 def _score_class(videos: Sequence[ValVideo], k: int, rule: ClassRule, tol_s: float, cache: dict) -> _Score:
-    """The validation figures of ``rule`` for class ``k``."""
+    """The validation figures of ``rule`` for class ``k``. ``cache`` keeps what many rules share:
+    each video's smoothed probability, its runs over each threshold and its annotated frames."""
     tp = tp_iou = n_pred = n_true = 0
     f_tp = f_pred = f_true = 0
     for v, vid in enumerate(videos):
         fps = vid.fps
-        key = (v, seconds_to_frames(rule.smooth_s, fps) | 1)
-        if key not in cache:
-            cache[key] = (smooth(vid.probs[:, k], key[1]), np.concatenate(([0.0], np.cumsum(vid.probs[:, k]))))
-        ps, csum = cache[key]
-        s, e = class_runs(ps, fps, rule)
-        truths = [b for b in vid.truth if b.label == k]
+        width = seconds_to_frames(rule.smooth_s, fps) | 1
+        if (v, width) not in cache:
+            cache[v, width] = (smooth(vid.probs[:, k], width), np.concatenate(([0.0], np.cumsum(vid.probs[:, k]))))
+        ps, csum = cache[v, width]
+        if (v, width, rule.threshold) not in cache:
+            cache[v, width, rule.threshold] = runs(ps >= rule.threshold)
+        if ("truth", v) not in cache:
+            truths = [b for b in vid.truth if b.label == k]
+            tmask = np.zeros(len(ps), bool)
+            for b in truths:
+                tmask[b.start:b.end + 1] = True
+            cache["truth", v] = (truths, np.concatenate(([0], np.cumsum(tmask))))
+        truths, ctrue = cache["truth", v]
+        s, e = class_runs(ps, fps, rule, base=cache[v, width, rule.threshold])
         preds = [Bout(k, int(a), int(b), float((csum[b + 1] - csum[a]) / (b - a + 1))) for a, b in zip(s, e)]
         tp += sum(match_hit(preds, truths, tol_s * fps))
         tp_iou += sum(match_iou(preds, truths, EVENT_IOU))
         n_pred += len(preds)
         n_true += len(truths)
-        # frame overlap of predicted runs with annotated runs
-        n = len(ps)
-        pm = np.zeros(n + 1, np.int64)
-        np.add.at(pm, s, 1)
-        np.add.at(pm, e + 1, -1)
-        tm = np.zeros(n + 1, np.int64)
-        for b in truths:
-            tm[b.start] += 1
-            tm[min(b.end, n - 1) + 1] -= 1
-        pmask, tmask = np.cumsum(pm)[:n] > 0, np.cumsum(tm)[:n] > 0
-        f_tp += int(np.count_nonzero(pmask & tmask))
-        f_pred += int(pmask.sum())
-        f_true += int(tmask.sum())
+        # frame overlap of the predicted runs (disjoint) with the annotated frames
+        f_tp += int((ctrue[e + 1] - ctrue[s]).sum())
+        f_pred += int((e - s + 1).sum())
+        f_true += int(ctrue[-1])
     f1 = 2 * tp / (n_pred + n_true) if n_pred + n_true else 0.0
     iou_f1 = 2 * tp_iou / (n_pred + n_true) if n_pred + n_true else 0.0
     count_err = abs(n_pred - n_true) / n_true if n_true else float(n_pred)
@@ -115,7 +118,35 @@ def _robust_best(scores: Mapping[ClassRule, tuple[float, float, float]]) -> Clas
             plateaus.setdefault((r.smooth_s, r.merge_gap_s, r.min_duration_s), []).append(r.threshold)
     (sm, gap, mn), thrs = max(plateaus.items(), key=lambda kv: (len(kv[1]), -kv[0][0], -kv[0][1], -kv[0][2]))
     thrs = sorted(thrs)
-    return ClassRule(threshold=thrs[(len(thrs) - 1) // 2], smooth_s=sm, min_duration_s=mn, merge_gap_s=gap)
+    peak = next(iter(scores)).peak_threshold  # the same for every rule of the grid
+    return ClassRule(threshold=thrs[(len(thrs) - 1) // 2], smooth_s=sm, min_duration_s=mn, merge_gap_s=gap,
+                     peak_threshold=peak)
+
+
+def _fit_hysteresis(videos: Sequence[ValVideo], k: int, plain: ClassRule, pin: Mapping[str, float],
+                    plain_score: tuple[float, float, float], tol_s: float, cache: dict) -> ClassRule:
+    """``plain`` with a (threshold, peak_threshold) pair in place of its single threshold when a pair
+    scores strictly better on the validation videos; among equal pairs, the narrowest, then the
+    middle one. Pinned values stay as given."""
+    if "peak_threshold" in pin:
+        return plain
+    lows = [float(pin["threshold"])] if "threshold" in pin else list(THRESHOLDS)
+    pairs: dict[tuple[float, float], tuple[float, float, float]] = {}
+    for lo in lows:
+        for hi in THRESHOLDS:
+            if hi > lo:
+                rule = ClassRule(threshold=lo, smooth_s=plain.smooth_s, min_duration_s=plain.min_duration_s,
+                                 merge_gap_s=plain.merge_gap_s, peak_threshold=hi)
+                sc = _score_class(videos, k, rule, tol_s, cache)
+                pairs[(lo, hi)] = (round(sc.event_f1, 9), -round(sc.count_error, 9), round(sc.frame_f1, 9))
+    if not pairs or max(pairs.values()) <= plain_score:
+        return plain
+    top = max(pairs.values())
+    tied = sorted((hi - lo, lo, hi) for (lo, hi), v in pairs.items() if v == top)
+    narrow = [t for t in tied if t[0] == tied[0][0]]
+    _, lo, hi = narrow[(len(narrow) - 1) // 2]
+    return ClassRule(threshold=lo, smooth_s=plain.smooth_s, min_duration_s=plain.min_duration_s,
+                     merge_gap_s=plain.merge_gap_s, peak_threshold=hi)
 
 
 def fit_postprocess(
@@ -167,17 +198,20 @@ def fit_postprocess(
             "merge_gap_s": _grid_seconds(GAP_FRACTIONS, g_ref, fps),
         }
         for key, value in pin.items():
-            grid[key] = [float(value)]
+            if key in grid:
+                grid[key] = [float(value)]
         cache: dict = {}
         scores: dict[ClassRule, tuple[float, float, float]] = {}
         for sm in grid["smooth_s"]:
             for thr in grid["threshold"]:
                 for gap in grid["merge_gap_s"]:
                     for mn in grid["min_duration_s"]:
-                        rule = ClassRule(threshold=thr, smooth_s=sm, min_duration_s=mn, merge_gap_s=gap)
+                        rule = ClassRule(threshold=thr, smooth_s=sm, min_duration_s=mn, merge_gap_s=gap,
+                                         peak_threshold=float(pin.get("peak_threshold", 0.0)))
                         sc = _score_class(videos, k, rule, hit_tolerance_s, cache)
                         scores[rule] = (round(sc.event_f1, 9), -round(sc.count_error, 9), round(sc.frame_f1, 9))
         best = _robust_best(scores)
+        best = _fit_hysteresis(videos, k, best, pin, scores[best], hit_tolerance_s, cache)
         sc = _score_class(videos, k, best, hit_tolerance_s, cache)
         rules[name] = best
         source[name] = "config" if set(pin) == set(RULE_KEYS) else "fitted"
@@ -185,7 +219,8 @@ def fit_postprocess(
                         "val_event_f1": sc.event_f1, "val_event_hit_f1": sc.hit_f1,
                         f"val_event_iou{EVENT_IOU:g}_f1": sc.iou_f1, "val_count_total_error": sc.count_error,
                         "val_frame_f1": sc.frame_f1,
-                        "pinned": sorted(pin), "grid_size": int(np.prod([len(g) for g in grid.values()]))}
+                        "pinned": sorted(pin), "grid_size": int(np.prod([len(g) for g in grid.values()])),
+                        "hysteresis": best.peak_threshold > best.threshold}
         logger.info("calibration: %s -> %s (validation: hit F1 %.3f, IoU≥%g F1 %.3f, count error %.3f, frame F1 %.3f)",
                     name, best, sc.hit_f1, EVENT_IOU, sc.iou_f1, sc.count_error, sc.frame_f1)
     return PostProcess(labels, rules, idle, "threshold", source), report

@@ -77,6 +77,8 @@ class TrainConfig:
     clip_grad: float = 0.0  # 0 = off
     label_smoothing: float = 0.1
     dense_loss_weight: float = 1.0  # weight of the per-frame (dense head) loss beside the clip loss
+    model_ema: bool = False  # validate and save an exponential moving average of the weights
+    model_ema_decay: float = 0.9999  # its decay per update (warmed up from 0 over the first updates)
     mixup: float = 0.8
     cutmix: float = 1.0
     mixup_prob: float = 0.05
@@ -99,7 +101,7 @@ class BenchmarkConfig:
     """The inference contract written into the model card, and how the benchmark scores it.
 
     Per-class post-processing (``thresholds``, ``smooth_s``, ``min_duration_s``,
-    ``merge_gap_s``; class name -> value, durations in seconds) is fitted on the validation
+    ``merge_gap_s``, ``peak_thresholds``; class name -> value, durations in seconds) is fitted on the validation
     videos when ``calibrate`` is on; a value given here is pinned instead of fitted.
     """
 
@@ -110,6 +112,7 @@ class BenchmarkConfig:
     smooth_s: dict[str, float] = field(default_factory=dict)
     min_duration_s: dict[str, float] = field(default_factory=dict)
     merge_gap_s: dict[str, float] = field(default_factory=dict)
+    peak_thresholds: dict[str, float] = field(default_factory=dict)
     hit_tolerance_s: float = 0.5
     iou_thresholds: list[float] = field(default_factory=lambda: [0.3, 0.5, 0.7])
 
@@ -158,6 +161,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "train.layer_decay": 1.0,
         "train.weight_decay": 0.05,
         "train.save_ckpt_freq": 10,
+        "train.model_ema": True,  # a few thousand noisy small-batch updates: their average is steadier
+        "train.model_ema_decay": 0.998,  # about the last 500 updates (3 epochs)
         "train.rand_augment": "",
         "train.rrc_scale": [1.0, 1.0],
         "train.flip": True,
@@ -339,6 +344,7 @@ def validate(cfg: Config) -> None:
         (0 < d.min_clip_s <= d.max_clip_s, "need 0 < data.min_clip_s ≤ data.max_clip_s"),
         (0 < d.idle_min_s <= d.idle_max_s, "need 0 < data.idle_min_s ≤ data.idle_max_s"),
         (t.epochs >= 1, "train.epochs must be ≥ 1"),
+        (0 <= t.model_ema_decay < 1, "train.model_ema_decay must be in [0, 1)"),
         (t.save_ckpt_freq >= 1, "train.save_ckpt_freq must be ≥ 1"),
         (0 <= t.val_ratio < 1, "train.val_ratio must be in [0, 1)"),
         (t.lr > 0 and t.min_lr >= 0, "train.lr must be > 0 and train.min_lr ≥ 0"),
@@ -383,10 +389,11 @@ def validate(cfg: Config) -> None:
             if name not in d.labels[1:]:
                 raise ConfigError(f"benchmark.{what} names class {name!r}, which is not an action class of "
                                   f"data.labels {d.labels}")
-            ok = 0 <= value <= 1 if what == "thresholds" else value >= 0
+            is_threshold = what in ("thresholds", "peak_thresholds")
+            ok = 0 <= value <= 1 if is_threshold else value >= 0
             if not ok:
                 raise ConfigError(f"benchmark.{what}.{name}={value}: "
-                                  + ("a threshold must be in [0, 1]" if what == "thresholds" else "seconds must be ≥ 0"))
+                                  + ("a threshold must be in [0, 1]" if is_threshold else "seconds must be ≥ 0"))
     if d.tag_map:
         for prefix, cls in d.tag_map.items():
             if cls not in d.labels:
@@ -394,7 +401,7 @@ def validate(cfg: Config) -> None:
 
 
 PINNED_RULES = {"threshold": "thresholds", "smooth_s": "smooth_s", "min_duration_s": "min_duration_s",
-                "merge_gap_s": "merge_gap_s"}  # post-processing rule key -> benchmark config field
+                "merge_gap_s": "merge_gap_s", "peak_threshold": "peak_thresholds"}  # post-processing rule key -> benchmark config field
 
 
 def pinned_rules(cfg: Config) -> dict[str, dict[str, float]]:

@@ -11,7 +11,12 @@ model's rules carry across frame rates (each video's own fps converts them to fr
    wins; when none passes, the frame is idle.
 3. ``merge_gap_s``: idle gaps of at most that many seconds between two bouts of the class are
    filled with the class (one bout, as annotators mark it).
-4. ``min_duration_s``: bouts shorter than that become idle.
+4. ``peak_threshold``: a bout is kept only when its smoothed probability reaches this value
+   somewhere (hysteresis, or double thresholding, as in sound event detection: a high
+   threshold decides *whether* an event happened, the lower ``threshold`` decides *where* it
+   starts and ends, so a short event is neither missed nor clipped). At or below ``threshold``
+   it adds nothing.
+5. ``min_duration_s``: bouts shorter than that become idle.
 
 The legacy decision (``decision="argmax"``) reproduces models made before rules were fitted:
 the argmax class, kept only when its raw probability reaches its threshold, then the minimum
@@ -33,7 +38,7 @@ import numpy as np
 from .bouts import Bout, bouts_from_labels, labels_from_probs
 from .labels import idle_index
 
-__all__ = ["ClassRule", "PostProcess", "Processed", "class_runs", "smooth", "runs", "fill_gaps", "drop_short",
+__all__ = ["ClassRule", "PostProcess", "Processed", "class_runs", "smooth", "runs", "fill_gaps", "keep_peaked", "drop_short",
            "seconds_to_frames"]
 
 DECISIONS = ("threshold", "argmax")
@@ -47,10 +52,13 @@ class ClassRule:
     smooth_s: float = 0.0
     min_duration_s: float = 0.0
     merge_gap_s: float = 0.0
+    peak_threshold: float = 0.0  # a bout must reach it somewhere; ≤ threshold = no extra condition
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.threshold <= 1.0:
-            raise ValueError(f"threshold must be in [0, 1], got {self.threshold}")
+        for name in ("threshold", "peak_threshold"):
+            v = getattr(self, name)
+            if not 0.0 <= v <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {v}")
         for name in ("smooth_s", "min_duration_s", "merge_gap_s"):
             v = getattr(self, name)
             if not (math.isfinite(v) and v >= 0):
@@ -102,6 +110,16 @@ def fill_gaps(starts: np.ndarray, ends: np.ndarray, max_gap: int) -> tuple[np.nd
     return s, e
 
 
+def keep_peaked(ps: np.ndarray, starts: np.ndarray, ends: np.ndarray, peak: float) -> tuple[np.ndarray, np.ndarray]:
+    """Keep runs whose maximum of ``ps`` reaches ``peak``."""
+    if starts.size == 0:
+        return starts, ends
+    bounds = np.stack([starts, ends + 1], axis=1).ravel()
+    top = np.maximum.reduceat(np.append(np.asarray(ps, np.float64), -np.inf), bounds)[::2]
+    keep = top >= peak
+    return starts[keep], ends[keep]
+
+
 def drop_short(starts: np.ndarray, ends: np.ndarray, min_len: int) -> tuple[np.ndarray, np.ndarray]:
     """Keep runs of at least ``min_len`` frames."""
     if min_len <= 1:
@@ -110,10 +128,14 @@ def drop_short(starts: np.ndarray, ends: np.ndarray, min_len: int) -> tuple[np.n
     return starts[keep], ends[keep]
 
 
-def class_runs(ps: np.ndarray, fps: float, rule: ClassRule) -> tuple[np.ndarray, np.ndarray]:
-    """The bouts one class gets from its smoothed probability ``ps`` under ``rule`` (before other classes)."""
-    s, e = runs(ps >= rule.threshold)
+def class_runs(ps: np.ndarray, fps: float, rule: ClassRule,
+               base: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The bouts one class gets from its smoothed probability ``ps`` under ``rule`` (before other
+    classes); ``base`` may give ``runs(ps >= rule.threshold)`` when it is already known."""
+    s, e = runs(ps >= rule.threshold) if base is None else base
     s, e = fill_gaps(s, e, seconds_to_frames(rule.merge_gap_s, fps))
+    if rule.peak_threshold > rule.threshold:
+        s, e = keep_peaked(ps, s, e, rule.peak_threshold)
     return drop_short(s, e, seconds_to_frames(rule.min_duration_s, fps))
 
 

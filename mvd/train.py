@@ -4,6 +4,8 @@ AdamW with layer-wise lr decay (timm param groups), cosine schedule with warm-up
 (timm scheduler), mixup/cutmix with soft-target loss or label-smoothed cross entropy, plus,
 with a dense head, a per-time-step cross entropy against the classes of each window's sampled
 frames (:mod:`mvd.dense`), gradient accumulation and clipping, bf16 autocast on CUDA,
+with ``train.model_ema`` an exponential moving average of the weights (timm's ``ModelEmaV3``,
+with decay warm-up) that is validated and saved in place of the raw weights,
 validation every epoch; the best epoch by validation macro-F1 of the head inference uses
 (per time step with a dense head, per clip otherwise; action classes) and the last epoch are
 saved as safetensors with a model card. Checkpoints every ``save_ckpt_freq`` epochs hold model, optimizer,
@@ -31,6 +33,7 @@ from timm.data import Mixup
 from timm.loss import SoftTargetCrossEntropy
 from timm.optim import create_optimizer_v2
 from timm.scheduler import CosineLRScheduler
+from timm.utils import ModelEmaV3
 from torch.utils.data import DataLoader, WeightedRandomSampler
 from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
@@ -303,11 +306,16 @@ def train(
     mixup = Mixup(mixup_alpha=t.mixup, cutmix_alpha=t.cutmix, prob=t.mixup_prob, label_smoothing=t.label_smoothing,
                   num_classes=len(labels)) if mixup_on else None
     criterion = SoftTargetCrossEntropy() if mixup else nn.CrossEntropyLoss(label_smoothing=t.label_smoothing)
+    ema = ModelEmaV3(_unwrap(model), decay=t.model_ema_decay, use_warmup=True) if t.model_ema else None
 
     start_epoch, step, best, best_epoch, history = 0, 0, -1.0, -1, []
     if t.resume:
         ck = load_training_state(t.resume)
         _unwrap(model).load_state_dict(ck["model"])
+        if ema is not None:
+            if "model_ema" not in ck:
+                raise ValueError(f"{t.resume} was saved without train.model_ema; resume it with train.model_ema=false")
+            ema.module.load_state_dict(ck["model_ema"])
         optimizer.load_state_dict(ck["optimizer"])
         scheduler.load_state_dict(ck["scheduler"])
         start_epoch, step = ck["epoch"] + 1, ck["step"]
@@ -353,6 +361,8 @@ def train(
                 optimizer.zero_grad(set_to_none=True)
                 step += 1
                 scheduler.step_update(step)
+                if ema is not None:
+                    ema.update(_unwrap(model), step)
             seen += len(x)
             loss_sum += float(loss.detach()) * t.accum_steps * len(x)
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}")
@@ -363,7 +373,8 @@ def train(
             "lr": float(optimizer.param_groups[0]["lr"]),
             "clips_per_s": seen * world / max(elapsed, 1e-9),
         }
-        row.update(validate(model, val_loader, labels, device, amp, val_tf) if len(val_ds) else {})
+        judged = ema.module if ema is not None else _unwrap(model)  # the weights that are validated and saved
+        row.update(validate(judged, val_loader, labels, device, amp, val_tf) if len(val_ds) else {})
         # the best epoch by the head inference uses: per-time-step macro-F1 with a dense head
         metric = row.get("val_step_macro_f1", row.get("val_macro_f1", -row["train_loss"]))
         history.append(row)
@@ -371,11 +382,12 @@ def train(
             logger.info("epoch %d: %s", epoch + 1, {k: round(v, 4) for k, v in row.items()})
             if metric > best:
                 best, best_epoch = metric, epoch + 1
-                save_model(_unwrap(model), out / "best", {**card, "epoch": epoch + 1, "val_macro_f1": row.get("val_macro_f1")})
+                save_model(judged, out / "best", {**card, "epoch": epoch + 1, "val_macro_f1": row.get("val_macro_f1")})
             if (epoch + 1) % t.save_ckpt_freq == 0 or epoch + 1 == t.epochs:
                 checkpoints.append(save_checkpoint(
                     ckpt_dir / f"checkpoint-epoch{epoch + 1:04d}.pt",
                     model=_unwrap(model).state_dict(), optimizer=optimizer.state_dict(),
+                    **({"model_ema": ema.module.state_dict()} if ema is not None else {}),
                     scheduler=scheduler.state_dict(), epoch=epoch, step=step, best_metric=best,
                     best_epoch=best_epoch, history=history, config=cfg.to_dict(), rng=rng_state(),
                     sampler_rng=sampler_gen.get_state(), labels=list(labels),
@@ -383,7 +395,7 @@ def train(
             if callback is not None:
                 callback(epoch + 1, row)
     if is_main:
-        save_model(_unwrap(model), out / "last", {**card, "epoch": t.epochs})
+        save_model(ema.module if ema is not None else _unwrap(model), out / "last", {**card, "epoch": t.epochs})
     if distributed:
         dist.barrier()
         dist.destroy_process_group()

@@ -48,6 +48,8 @@ def test_missing_config_file(tmp_path):
     ("benchmark.iou_thresholds", "[0.5, 1.5]", "iou_thresholds"),
     ("benchmark.hit_tolerance_s", "-1", "hit_tolerance_s"),
     ("train.rand_augment", "rand-x3", "rand_augment"),
+    ("train.model_ema_decay", "1.0", "train.model_ema_decay"),
+    ("benchmark.peak_thresholds.Head/Body TWITCH", "1.5", "a threshold must be in"),
 ])
 def test_typos_fail_when_the_config_is_loaded(key, value, match):
     with pytest.raises(ConfigError, match=match):

@@ -80,9 +80,33 @@ def test_argmax_decision_reproduces_the_old_labels():
     assert legacy.apply(p, 25.0).labels.tolist() == np.argmax(p, axis=1).tolist()
 
 
+def test_peak_threshold_keeps_whole_bouts_that_reach_it():
+    # twitch probability: a bump to 0.4 (frames 5-9) and an event at 0.35 with a peak of 0.8 (frames 20-29)
+    n = 40
+    pt = np.full(n, 0.05)
+    pt[5:10] = 0.4
+    pt[20:30] = 0.35
+    pt[24:26] = 0.8
+    p = np.stack([1 - pt - 0.01, np.full(n, 0.01), pt], axis=1)
+    hyst = PostProcess(LABELS, {T: ClassRule(threshold=0.3, peak_threshold=0.6)}).apply(p, 10.0)
+    assert [(b.label, b.start, b.end) for b in hyst.bouts] == [(2, 20, 29)]  # the bump is dropped, the event whole
+    high = PostProcess(LABELS, {T: ClassRule(threshold=0.6)}).apply(p, 10.0)
+    assert [(b.start, b.end) for b in high.bouts] == [(24, 25)]  # one threshold clips the event
+    low = PostProcess(LABELS, {T: ClassRule(threshold=0.3)}).apply(p, 10.0)
+    assert [(b.start, b.end) for b in low.bouts] == [(5, 9), (20, 29)]  # or keeps the bump
+    # a peak threshold at or below the threshold adds nothing
+    same = PostProcess(LABELS, {T: ClassRule(threshold=0.3, peak_threshold=0.2)}).apply(p, 10.0)
+    assert np.array_equal(same.labels, low.labels)
+    # a bump and the event joined by gap filling form one bout, kept for the event's peak
+    merged = PostProcess(LABELS, {T: ClassRule(threshold=0.3, peak_threshold=0.6, merge_gap_s=1.0)}).apply(p, 10.0)
+    assert [(b.start, b.end) for b in merged.bouts] == [(5, 29)]
+    with pytest.raises(ValueError, match="peak_threshold"):
+        ClassRule(peak_threshold=1.2)
+
+
 def test_round_trip_and_bad_rules():
-    post = PostProcess(LABELS, {T: ClassRule(threshold=0.3, smooth_s=0.1, min_duration_s=0.05, merge_gap_s=0.0)},
-                       source={T: "fitted"})
+    post = PostProcess(LABELS, {T: ClassRule(threshold=0.3, smooth_s=0.1, min_duration_s=0.05, merge_gap_s=0.0,
+                                              peak_threshold=0.6)}, source={T: "fitted"})
     back = PostProcess.from_dict(post.to_dict(), LABELS)
     assert back.rules == post.rules and back.source[T] == "fitted" and back.source[G] == "default"
     with pytest.raises(ValueError, match="threshold"):
@@ -142,6 +166,37 @@ def test_calibration_fits_rules_that_count_right(fps):
     for v in vids:
         got = post.apply(v.probs, v.fps).bouts
         assert sum(b.label == 2 for b in got) == 6 and sum(b.label == 1 for b in got) == 1
+
+
+def test_calibration_takes_hysteresis_only_when_it_scores_better():
+    # twitches: 0.35 over the whole event, 0.8 at its centre; idle bumps of the same length reach 0.45.
+    # One threshold either clips the twitches (IoU < 0.5) or counts the bumps; a pair does neither.
+    fps, n_videos = 30.0, 2
+    vids = []
+    for v in range(n_videos):
+        n = int(20 * fps)
+        pt = np.full(n, 0.05)
+        truth = []
+        for i in range(3):
+            s = int((3 + 6 * i) * fps)
+            e = s + 8
+            pt[s:e + 1] = 0.35
+            pt[s + 4] = 0.8
+            truth.append(Bout(2, s, e))
+            b = s + int(3 * fps)
+            pt[b:b + 9] = 0.45
+        p = np.stack([1 - pt - 0.01, np.full(n, 0.01), pt], axis=1)
+        vids.append(ValVideo(f"v{v}", p, truth, fps))
+    post, report = fit_postprocess(vids, LABELS)
+    rule = post.rules[T]
+    assert report[T]["hysteresis"] and 0.05 < rule.threshold <= 0.35 and 0.45 < rule.peak_threshold <= 0.8
+    assert report[T]["val_event_hit_f1"] == 1.0 and report[T]["val_event_iou0.5_f1"] == 1.0
+    # the plain winner stays when hysteresis adds nothing (the videos of the test above)
+    post2, report2 = fit_postprocess(_val_videos(25.0, n_videos=2), LABELS)
+    assert not report2[T]["hysteresis"] and post2.rules[T].peak_threshold == 0.0
+    # a pinned peak threshold is kept as given
+    post3, _ = fit_postprocess(vids, LABELS, pinned={T: {"peak_threshold": 0.9}})
+    assert post3.rules[T].peak_threshold == 0.9
 
 
 def test_calibration_keeps_pinned_values_and_defaults_for_rare_classes():

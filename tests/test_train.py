@@ -71,6 +71,28 @@ def test_token_size_is_configurable_and_recorded_in_the_card(shards, tmp_path):
     assert clip.shape == (2, 3) and steps.shape == (2, 4, 3)
 
 
+def test_model_ema_is_validated_and_saved_while_training_runs_on_the_raw_weights(shards, tmp_path):
+    raw = train(_cfg(2, ["train.model_ema=false"]), shards, tmp_path / "raw", labels=LABELS)
+    ema = train(_cfg(2, ["train.model_ema=true", "train.model_ema_decay=0.9"]), shards, tmp_path / "ema", labels=LABELS)
+    # the optimiser's trajectory is the same; what is saved is the average
+    assert [h["train_loss"] for h in raw.history] == pytest.approx([h["train_loss"] for h in ema.history])
+    ck = torch.load(ema.checkpoints[-1], weights_only=True)
+    saved, raw_last = load_file(str(ema.last_dir / "model.safetensors")), load_file(str(raw.last_dir / "model.safetensors"))
+    for k in saved:
+        torch.testing.assert_close(ck["model"][k], raw_last[k], msg=k)
+        torch.testing.assert_close(ck["model_ema"][k], saved[k], msg=k)
+    assert any(not torch.equal(saved[k], raw_last[k]) for k in saved)
+    # decay 0 keeps no history: the average is the raw weights
+    zero = train(_cfg(2, ["train.model_ema=true", "train.model_ema_decay=0"]), shards, tmp_path / "zero", labels=LABELS)
+    z = load_file(str(zero.last_dir / "model.safetensors"))
+    for k in z:
+        torch.testing.assert_close(z[k], raw_last[k], msg=k)
+    # a checkpoint without the average cannot resume a run that keeps one
+    with pytest.raises(ValueError, match="model_ema=false"):
+        train(_cfg(3, ["train.model_ema=true", f"train.resume={raw.checkpoints[-1]}"]), shards, tmp_path / "r",
+              labels=LABELS)
+
+
 class Killed(Exception):
     pass
 

@@ -148,12 +148,16 @@ def _postprocess_section(post: Mapping[str, Any]) -> str:
     else:
         text = ("Labels come from each class's probability: smoothed over the smoothing window, a frame is the "
                 "class when it reaches the threshold (the most probable passing class wins, else idle); idle "
-                "gaps up to the merge gap inside a bout are filled; bouts shorter than the minimum duration "
-                "become idle. <i>fitted</i> rules were chosen on the validation videos (never the test "
+                "gaps up to the merge gap inside a bout are filled; a bout whose probability never reaches the "
+                "peak threshold (when one is set above the threshold) becomes idle, as do bouts shorter than the "
+                "minimum duration. <i>fitted</i> rules were chosen on the validation videos (never the test "
                 "videos); <i>config</i> values were pinned in the configuration.")
-    rows = [_row([_fmt(r.get("threshold"), 2), _fmt(r.get("smooth_s"), 3), _fmt(r.get("min_duration_s"), 3),
+    def peak(r: Mapping[str, Any]) -> str:
+        return _fmt(r["peak_threshold"], 2) if r.get("peak_threshold", 0.0) > r.get("threshold", 0.0) else "–"
+
+    rows = [_row([_fmt(r.get("threshold"), 2), peak(r), _fmt(r.get("smooth_s"), 3), _fmt(r.get("min_duration_s"), 3),
                   _fmt(r.get("merge_gap_s"), 3), r.get("source", "")], name) for name, r in classes.items()]
-    table = _table("postprocess-table", ["class", "threshold", "smoothing (s)", "min duration (s)",
+    table = _table("postprocess-table", ["class", "threshold", "peak threshold", "smoothing (s)", "min duration (s)",
                                          "merge gap (s)", "source"], rows, "Post-processing rules")
     return f'<p class="note">{text}</p>' + table
 

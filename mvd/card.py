@@ -9,7 +9,7 @@ made and read by the benchmark and by ``mar predict`` alike, so both run one com
       "postprocess": {"decision": "threshold", "idle": "idle",
                       "classes": {"Head/Body TWITCH": {"threshold": 0.4, "smooth_s": 0.1,
                                                        "min_duration_s": 0.07, "merge_gap_s": 0.0,
-                                                       "source": "fitted"}, ...}},
+                                                       "peak_threshold": 0.6, "source": "fitted"}, ...}},
       "calibration": {"status": "fitted", "videos": [...], "per_class": {...}, "metrics": {...}}
     }
 

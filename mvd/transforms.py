@@ -7,7 +7,8 @@ augmentation for every frame of a clip.
 
 Training: RandAugment (torchvision, on the uint8 frames; the timm-style spec
 ``rand-m<M>-n<N>[-mstd<S>][-inc1]`` picks the number of ops and their magnitude, ``mstd`` draws
-each clip's magnitude around M), random-resized crop, horizontal/vertical flip, optional colour
+each clip's magnitude around M), random-resized crop, flips (horizontal, vertical and, for square frames, diagonal: the 8
+symmetries of a square, since top-view footage has no preferred direction), optional colour
 jitter and inversion, normalisation, random erasing (timm, one region through all frames).
 Evaluation: resize to the input size and normalise.
 """
@@ -116,13 +117,18 @@ class ClipAugment:
         return torch.nonzero(torch.rand(n) < p).flatten()
 
     def _flip(self, clips: torch.Tensor, owned: bool) -> torch.Tensor:
-        """Horizontal and vertical flips of (B, T, H, W, 3) uint8, each with probability ½ per clip."""
-        for dim in (-2, -3):  # top-view footage has no preferred vertical direction either
+        """Horizontal, vertical and (square frames) diagonal flips of (B, T, H, W, 3) uint8, each with
+        probability ½ per clip: every one of the 8 symmetries of a square is equally likely, as a top-view
+        animal may face any way."""
+        ops = [lambda c: c.flip(-2), lambda c: c.flip(-3)]
+        if clips.shape[-3] == clips.shape[-2]:
+            ops.append(lambda c: c.transpose(-3, -2))
+        for op in ops:
             idx = self._chosen(0.5, len(clips)).to(clips.device)
             if len(idx):
                 if not owned:
                     clips, owned = clips.clone(), True
-                clips[idx] = clips[idx].flip(dim)
+                clips[idx] = op(clips[idx])
         return clips
 
     def _jitter(self, x: torch.Tensor) -> torch.Tensor:

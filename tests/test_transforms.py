@@ -70,19 +70,22 @@ def test_each_clip_gets_its_own_draw():
 
 
 def test_flips_are_per_clip_and_exact():
-    x = _clips(b=16)
+    x = _clips(b=48)
     torch.manual_seed(3)
     y = ClipAugment(32, True, rrc_scale=(1.0, 1.0), flip=True)(x)
-    ref = _by_hand(x)
+    ref = _by_hand(x)  # (B, 3, T, H, W)
     seen = set()
-    for b in range(16):
-        for k, cand in enumerate((ref[b], ref[b].flip(-1), ref[b].flip(-2), ref[b].flip(-1).flip(-2))):
+    for b in range(48):
+        # the 8 symmetries of a square: 4 rotations by 90°, each with or without a mirror
+        cands = [torch.rot90(ref[b], k, dims=(-2, -1)) for k in range(4)]
+        cands += [c.flip(-1) for c in cands]
+        for k, cand in enumerate(cands):
             if torch.allclose(y[b], cand):
                 seen.add(k)
                 break
         else:
-            pytest.fail(f"clip {b} is not a flip of its input")
-    assert len(seen) >= 3
+            pytest.fail(f"clip {b} is not a symmetry of its input")
+    assert len(seen) >= 7
 
 
 def test_inversion_with_probability_one():

@@ -136,7 +136,7 @@ def calibrate_model(model_dir: str | Path, manifest_dir: str | Path, crops_dir: 
             b = cfg.benchmark
             post, per_class = fit_postprocess(
                 [ValVideo(s.name, s.labelled.probs, s.true_bouts, s.labelled.info.fps) for s in scored], labels,
-                hit_tolerance_s=b.hit_tolerance_s, pinned=pinned_rules(cfg))
+                hit_tolerance_s=b.hit_tolerance_s, pinned=pinned_rules(cfg), objectives=b.objective)
             r = evaluate([s.truth for s in scored], [s.labelled.probs for s in scored], labels,
                          [s.labelled.info.fps for s in scored], [s.name for s in scored], post=post,
                          iou_thresholds=tuple(b.iou_thresholds), hit_tolerance_s=b.hit_tolerance_s,

@@ -6,7 +6,9 @@ smoothing, gap filling, minimum duration) is tried on those videos, and the rule
 event F1 wins, count error (|Σpred − Σtrue| / Σtrue) breaking ties, then frame F1. Event F1 here
 is the mean of the F1 under the hit rule (a prediction near an event counts it) and the F1 at
 IoU ≥ 0.5 (a prediction that also spans the event): the hit rule alone rewards bouts smeared
-over seconds, which count right and time wrong. The grid is drawn from the class's own annotated bouts on the validation videos
+over seconds, which count right and time wrong. A class whose readout is its count alone (head
+twitches in an HTR assay) may be fitted to the hit-rule F1 instead (objective ``counts``): its
+bouts then count better and are timed worse. The grid is drawn from the class's own annotated bouts on the validation videos
 (short-end bout duration, typical gap), so the same code fits twitches of 0.1 s and grooming
 bouts of minutes, at any frame rate. A second, smaller search then tries hysteresis on the winning
 smoothing, gap and duration: every pair of a lower ``threshold`` (where a bout starts and ends)
@@ -25,6 +27,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .bouts import Bout
+from .config import OBJECTIVES
 from .labels import idle_index
 from .metrics import match_hit, match_iou
 from .postprocess import ClassRule, PostProcess, class_runs, runs, seconds_to_frames, smooth
@@ -107,6 +110,13 @@ def _score_class(videos: Sequence[ValVideo], k: int, rule: ClassRule, tol_s: flo
     return _Score((f1 + iou_f1) / 2, f1, iou_f1, count_err, frame_f1, n_pred, n_true)
 
 
+def _key(sc: _Score, objective: str) -> tuple[float, float, float]:
+    """What a rule is ranked by: the objective's F1 (``events``: the mean of the hit-rule and IoU F1;
+    ``counts``: the hit-rule F1 alone), then the count error, then frame F1."""
+    primary = sc.hit_f1 if objective == "counts" else sc.event_f1
+    return round(primary, 9), -round(sc.count_error, 9), round(sc.frame_f1, 9)
+
+
 def _robust_best(scores: Mapping[ClassRule, tuple[float, float, float]]) -> ClassRule:
     """The best-scoring rule; among ties, the middle threshold of the widest plateau (the
     smoothing / gap / duration setting for which most thresholds score best), so the rule is not
@@ -124,7 +134,8 @@ def _robust_best(scores: Mapping[ClassRule, tuple[float, float, float]]) -> Clas
 
 
 def _fit_hysteresis(videos: Sequence[ValVideo], k: int, plain: ClassRule, pin: Mapping[str, float],
-                    plain_score: tuple[float, float, float], tol_s: float, cache: dict) -> ClassRule:
+                    plain_score: tuple[float, float, float], tol_s: float, cache: dict,
+                    objective: str = "events") -> ClassRule:
     """``plain`` with a (threshold, peak_threshold) pair in place of its single threshold when a pair
     scores strictly better on the validation videos; among equal pairs, the narrowest, then the
     middle one. Pinned values stay as given."""
@@ -137,8 +148,7 @@ def _fit_hysteresis(videos: Sequence[ValVideo], k: int, plain: ClassRule, pin: M
             if hi > lo:
                 rule = ClassRule(threshold=lo, smooth_s=plain.smooth_s, min_duration_s=plain.min_duration_s,
                                  merge_gap_s=plain.merge_gap_s, peak_threshold=hi)
-                sc = _score_class(videos, k, rule, tol_s, cache)
-                pairs[(lo, hi)] = (round(sc.event_f1, 9), -round(sc.count_error, 9), round(sc.frame_f1, 9))
+                pairs[(lo, hi)] = _key(_score_class(videos, k, rule, tol_s, cache), objective)
     if not pairs or max(pairs.values()) <= plain_score:
         return plain
     top = max(pairs.values())
@@ -157,12 +167,14 @@ def fit_postprocess(
     hit_tolerance_s: float = 0.5,
     pinned: Mapping[str, Mapping[str, float]] | None = None,
     min_events: int = MIN_EVENTS,
+    objectives: Mapping[str, str] | None = None,
 ) -> tuple[PostProcess, dict[str, Any]]:
     """Fitted :class:`PostProcess` and a report ``{class: {status, reason?, rule, val figures}}``.
 
     ``pinned`` maps class -> {rule key: value} fixed by configuration. A class with fewer than
     ``min_events`` annotated events on the validation videos keeps its default (or pinned) rule,
-    and the report says why.
+    and the report says why. ``objectives`` maps class -> ``events`` (the default) or ``counts``
+    (see :func:`_key`).
     """
     labels = list(labels)
     idle = idle_index(labels) if idle is None else idle
@@ -173,6 +185,9 @@ def fit_postprocess(
     actions = [(k, n) for k, n in enumerate(labels) if k != idle]
     for k, name in actions:
         pin = pinned.get(name, {})
+        objective = (objectives or {}).get(name, "events")
+        if objective not in OBJECTIVES:
+            raise ValueError(f"calibration objective of {name!r} must be one of {OBJECTIVES}, got {objective!r}")
         base = ClassRule(**{key: float(v) for key, v in pin.items()})
         truths = [b for v in videos for b in v.truth if b.label == k]
         if len(truths) < min_events:
@@ -208,14 +223,13 @@ def fit_postprocess(
                     for mn in grid["min_duration_s"]:
                         rule = ClassRule(threshold=thr, smooth_s=sm, min_duration_s=mn, merge_gap_s=gap,
                                          peak_threshold=float(pin.get("peak_threshold", 0.0)))
-                        sc = _score_class(videos, k, rule, hit_tolerance_s, cache)
-                        scores[rule] = (round(sc.event_f1, 9), -round(sc.count_error, 9), round(sc.frame_f1, 9))
+                        scores[rule] = _key(_score_class(videos, k, rule, hit_tolerance_s, cache), objective)
         best = _robust_best(scores)
-        best = _fit_hysteresis(videos, k, best, pin, scores[best], hit_tolerance_s, cache)
+        best = _fit_hysteresis(videos, k, best, pin, scores[best], hit_tolerance_s, cache, objective)
         sc = _score_class(videos, k, best, hit_tolerance_s, cache)
         rules[name] = best
         source[name] = "config" if set(pin) == set(RULE_KEYS) else "fitted"
-        report[name] = {"status": "fitted", "val_events": sc.num_true, "val_pred_events": sc.num_pred,
+        report[name] = {"status": "fitted", "objective": objective, "val_events": sc.num_true, "val_pred_events": sc.num_pred,
                         "val_event_f1": sc.event_f1, "val_event_hit_f1": sc.hit_f1,
                         f"val_event_iou{EVENT_IOU:g}_f1": sc.iou_f1, "val_count_total_error": sc.count_error,
                         "val_frame_f1": sc.frame_f1,

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 DEFAULT_LABELS = ["idle", "Self-Grooming", "Head/Body TWITCH"]
+OBJECTIVES = ("events", "counts")  # what calibration maximises per class (BenchmarkConfig.objective)
 
 
 class ConfigError(ValueError):
@@ -102,7 +103,8 @@ class BenchmarkConfig:
 
     Per-class post-processing (``thresholds``, ``smooth_s``, ``min_duration_s``,
     ``merge_gap_s``, ``peak_thresholds``; class name -> value, durations in seconds) is fitted on the validation
-    videos when ``calibrate`` is on; a value given here is pinned instead of fitted.
+    videos when ``calibrate`` is on; a value given here is pinned instead of fitted. ``objective``
+    says per class what the fit maximises.
     """
 
     stride: int = 0  # 0 = half the window span
@@ -113,6 +115,9 @@ class BenchmarkConfig:
     min_duration_s: dict[str, float] = field(default_factory=dict)
     merge_gap_s: dict[str, float] = field(default_factory=dict)
     peak_thresholds: dict[str, float] = field(default_factory=dict)
+    # class -> what calibration maximises: "events" (default: the mean of the hit-rule F1 and the
+    # IoU ≥ 0.5 F1, counts and timing) or "counts" (the hit-rule F1 alone: the count is the readout)
+    objective: dict[str, str] = field(default_factory=dict)
     hit_tolerance_s: float = 0.5
     iou_thresholds: list[float] = field(default_factory=lambda: [0.3, 0.5, 0.7])
 
@@ -394,6 +399,12 @@ def validate(cfg: Config) -> None:
             if not ok:
                 raise ConfigError(f"benchmark.{what}.{name}={value}: "
                                   + ("a threshold must be in [0, 1]" if is_threshold else "seconds must be ≥ 0"))
+    for name, value in b.objective.items():
+        if name not in d.labels[1:]:
+            raise ConfigError(f"benchmark.objective names class {name!r}, which is not an action class of "
+                              f"data.labels {d.labels}")
+        if value not in OBJECTIVES:
+            raise ConfigError(f"benchmark.objective.{name}={value!r}: choose one of {OBJECTIVES}")
     if d.tag_map:
         for prefix, cls in d.tag_map.items():
             if cls not in d.labels:

@@ -47,6 +47,8 @@ def test_missing_config_file(tmp_path):
     ("register.primary_metric", "count_pred/Head-Body_TWITCH", "register.primary_metric"),
     ("benchmark.iou_thresholds", "[0.5, 1.5]", "iou_thresholds"),
     ("benchmark.hit_tolerance_s", "-1", "hit_tolerance_s"),
+    ("benchmark.objective.Head/Body TWITCH", "count", "choose one of"),
+    ("benchmark.objective.idle", "counts", "not an action class"),
     ("train.rand_augment", "rand-x3", "rand_augment"),
     ("train.model_ema_decay", "1.0", "train.model_ema_decay"),
     ("benchmark.peak_thresholds.Head/Body TWITCH", "1.5", "a threshold must be in"),

@@ -199,6 +199,35 @@ def test_calibration_takes_hysteresis_only_when_it_scores_better():
     assert post3.rules[T].peak_threshold == 0.9
 
 
+def test_count_objective_fits_the_count_and_events_objective_the_timing():
+    # every twitch sits on a 0.35 plateau 41 frames wide; half of them also peak at 0.9 on their own
+    # frames. Above 0.35 only the peaked half is found (timed right); at or below it every twitch is
+    # found, each as a bout far wider than the event (IoU < 0.5).
+    fps, vids = 30.0, []
+    for v in range(2):
+        n = int(60 * fps)
+        pt = np.full(n, 0.02)
+        truth = []
+        for i in range(10):
+            s = int((2 + 5.5 * i) * fps)
+            truth.append(Bout(2, s, s + 4))
+            pt[s - 18:s + 23] = 0.35
+            if i % 2 == 0:
+                pt[s:s + 5] = 0.9
+        p = np.stack([1 - pt - 0.01, np.full(n, 0.01), pt], axis=1)
+        vids.append(ValVideo(f"v{v}", p, truth, fps))
+    events, rep_e = fit_postprocess(vids, LABELS)
+    counts, rep_c = fit_postprocess(vids, LABELS, objectives={T: "counts"})
+    assert rep_e[T]["objective"] == "events" and rep_c[T]["objective"] == "counts"
+    assert rep_c[T]["val_event_hit_f1"] == 1.0 and rep_c[T]["val_count_total_error"] == 0.0
+    assert rep_e[T]["val_event_hit_f1"] < 1.0 and rep_e[T]["val_event_iou0.5_f1"] > rep_c[T]["val_event_iou0.5_f1"]
+    assert counts.rules[T].threshold < 0.35 <= events.rules[T].threshold
+    for v in vids:  # the count rule, applied by the post-processor, counts every twitch
+        assert sum(b.label == 2 for b in counts.apply(v.probs, v.fps).bouts) == 10
+    with pytest.raises(ValueError, match="must be one of"):
+        fit_postprocess(vids, LABELS, objectives={T: "frames"})
+
+
 def test_calibration_keeps_pinned_values_and_defaults_for_rare_classes():
     vids = _val_videos(25.0)
     # no grooming in the validation videos: its rule stays default, and the report says why

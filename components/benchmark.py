@@ -75,11 +75,13 @@ def run_benchmark(
     for i, s in enumerate(scored):
         write_frames_csv(pred_dir / f"{s.name}.frames.csv", result["pred_labels"][i], s.labelled.probs, labels)
         write_bouts_csv(pred_dir / f"{s.name}.bouts.csv", result["pred_bouts"][i], s.labelled.info.fps)
+    objectives = {name: c["objective"] for name, c in spec.calibration.get("per_class", {}).items() if "objective" in c}
     write_report(report_out, result, probs=[s.labelled.probs for s in scored], true_labels=[s.truth for s in scored],
                  fps=[s.labelled.info.fps for s in scored],
                  title=f"Benchmark: {card['arch']} on {len(scored)} test videos",
                  model_info={"arch": card["arch"], "labels": labels, "data_version": card.get("data_version", ""),
                              "calibration": spec.calibration.get("status", "none"),
+                             **({"calibration_objective": objectives} if objectives else {}),
                              "stride": spec.stride, "crop_pad": spec.crop_pad})
     slim = {k: v for k, v in result.items() if k not in ("pred_labels",)}
     write_json(pred_dir / "metrics.json", slim)

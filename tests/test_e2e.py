@@ -23,7 +23,7 @@ def test_mar_run_json_summary(tiny_project, tmp_path):
     work = tmp_path / "work"
     cmd = [sys.executable, "-m", "pipeline.cli", "run", "--source", str(tiny_project.root), "--profile", "cpu",
            "--set", "train.epochs=6", "--set", "train.samples_per_epoch=256", "--set", "benchmark.stride=4",
-           "--workdir", str(work), "--json"]
+           "--set", "benchmark.objective.Head/Body TWITCH=counts", "--workdir", str(work), "--json"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -80,6 +80,10 @@ def test_mar_run_json_summary(tiny_project, tmp_path):
     assert calib["videos"] == [v["id"] for v in manifest["videos"] if v["split"] == "val"]
     assert calib["status"] == "fitted" or calib["reason"]
     assert set(card["inference"]["postprocess"]["classes"]) == {"Self-Grooming", "Head/Body TWITCH"}
+    fitted = {name: c["objective"] for name, c in calib.get("per_class", {}).items() if c["status"] == "fitted"}
+    assert fitted == {name: "counts" if name == "Head/Body TWITCH" else "events" for name in fitted}
+    if fitted:  # the objective the rules were fitted to is on the report
+        assert "calibration objective" in Path(summary["artifacts"]["report"]).read_text()
 
     # the registered model labels the test videos exactly as the benchmark did: same frames and bouts CSVs
     videos = [str(Path(manifest_files[0].parent) / v["file"]) for v in tests]

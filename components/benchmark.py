@@ -75,7 +75,8 @@ def run_benchmark(
     for i, s in enumerate(scored):
         write_frames_csv(pred_dir / f"{s.name}.frames.csv", result["pred_labels"][i], s.labelled.probs, labels)
         write_bouts_csv(pred_dir / f"{s.name}.bouts.csv", result["pred_bouts"][i], s.labelled.info.fps)
-    objectives = {name: c["objective"] for name, c in spec.calibration.get("per_class", {}).items() if "objective" in c}
+    objectives = ", ".join(f"{name}: {c['objective']}" for name, c in spec.calibration.get("per_class", {}).items()
+                           if "objective" in c)  # what each fitted rule maximised on the validation videos
     write_report(report_out, result, probs=[s.labelled.probs for s in scored], true_labels=[s.truth for s in scored],
                  fps=[s.labelled.info.fps for s in scored],
                  title=f"Benchmark: {card['arch']} on {len(scored)} test videos",

@@ -135,7 +135,7 @@ def _robust_best(scores: Mapping[ClassRule, tuple[float, float, float]]) -> Clas
 
 def _fit_hysteresis(videos: Sequence[ValVideo], k: int, plain: ClassRule, pin: Mapping[str, float],
                     plain_score: tuple[float, float, float], tol_s: float, cache: dict,
-                    objective: str = "events") -> ClassRule:
+                    objective: str) -> ClassRule:
     """``plain`` with a (threshold, peak_threshold) pair in place of its single threshold when a pair
     scores strictly better on the validation videos; among equal pairs, the narrowest, then the
     middle one. Pinned values stay as given."""

@@ -388,23 +388,21 @@ def validate(cfg: Config) -> None:
     if cfg.register.primary_metric not in keys:
         raise ConfigError(f"register.primary_metric={cfg.register.primary_metric!r} is not a benchmark metric, so "
                           f"promotion could never happen; choose one of {sorted(keys)}")
-    for what in PINNED_RULES.values():
+    for what in (*PINNED_RULES.values(), "objective"):
         mapping = getattr(b, what)
         for name, value in mapping.items():
             if name not in d.labels[1:]:
                 raise ConfigError(f"benchmark.{what} names class {name!r}, which is not an action class of "
                                   f"data.labels {d.labels}")
+            if what == "objective":
+                if value not in OBJECTIVES:
+                    raise ConfigError(f"benchmark.objective.{name}={value!r}: choose one of {OBJECTIVES}")
+                continue
             is_threshold = what in ("thresholds", "peak_thresholds")
             ok = 0 <= value <= 1 if is_threshold else value >= 0
             if not ok:
                 raise ConfigError(f"benchmark.{what}.{name}={value}: "
                                   + ("a threshold must be in [0, 1]" if is_threshold else "seconds must be ≥ 0"))
-    for name, value in b.objective.items():
-        if name not in d.labels[1:]:
-            raise ConfigError(f"benchmark.objective names class {name!r}, which is not an action class of "
-                              f"data.labels {d.labels}")
-        if value not in OBJECTIVES:
-            raise ConfigError(f"benchmark.objective.{name}={value!r}: choose one of {OBJECTIVES}")
     if d.tag_map:
         for prefix, cls in d.tag_map.items():
             if cls not in d.labels:

@@ -80,10 +80,10 @@ def test_mar_run_json_summary(tiny_project, tmp_path):
     assert calib["videos"] == [v["id"] for v in manifest["videos"] if v["split"] == "val"]
     assert calib["status"] == "fitted" or calib["reason"]
     assert set(card["inference"]["postprocess"]["classes"]) == {"Self-Grooming", "Head/Body TWITCH"}
-    fitted = {name: c["objective"] for name, c in calib.get("per_class", {}).items() if c["status"] == "fitted"}
-    assert fitted == {name: "counts" if name == "Head/Body TWITCH" else "events" for name in fitted}
-    if fitted:  # the objective the rules were fitted to is on the report
-        assert "calibration objective" in Path(summary["artifacts"]["report"]).read_text()
+    # the objective set on the command line reached the configuration the model was made with (this tiny
+    # project's one validation video holds too few events to fit a rule: the fit itself is tested in
+    # tests/test_postprocess.py)
+    assert card["train_config"]["benchmark"]["objective"] == {"Head/Body TWITCH": "counts"}
 
     # the registered model labels the test videos exactly as the benchmark did: same frames and bouts CSVs
     videos = [str(Path(manifest_files[0].parent) / v["file"]) for v in tests]

@@ -11,6 +11,8 @@ full-length video against decoding alone. Prints one JSON line; `make gpu-check`
           mvd.infer.predict_video with ViT-S (16 × 224², sampling 2, stride 16, batch 16, bf16;
           goal ≤ 10 s) next to decoding alone (PyAV with the same threading as mvd.video) and
           decoding plus RGB conversion (mvd.video.iter_frames)
+  dense   the same video through the dense (per-frame) head: wall time and dense_vs_clip = clip-head
+          time ÷ dense-head time (goal ≥ 0.9, a throughput drop of at most 10%)
 
 Forward FLOPs of one clip (multiply-add = 2 FLOPs), N tokens = (T / 2) × (S / 16)², width D, depth L:
   patch embedding 2·N·(3·2·16·16)·D; per block: qkv 6·N·D², attention 4·N²·D, projection 2·N·D²,
@@ -148,18 +150,19 @@ def decode_rgb_s(path: Path) -> float:
     return time.perf_counter() - t0
 
 
-def video_benchmark_s(path: Path, frames: int) -> float:
+def video_benchmark_s(path: Path, frames: int, head: str = "clip") -> float:
     from mvd.infer import predict_video
     from mvd.model import create_model
 
     dev = torch.device("cuda")
-    model = create_model("vit_small", num_classes=3, num_frames=16, img_size=224).to(dev).eval()
+    model = create_model("vit_small", num_classes=3, num_frames=16, img_size=224,
+                         dense_head=head == "dense").to(dev).eval()
     with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):  # kernels chosen before timing
         model(torch.randn(16, 3, 16, 224, 224, device=dev))
     torch.cuda.synchronize()
     t0 = time.perf_counter()
     probs = predict_video(model, path, None, frames=frames, num_frames=16, sampling_rate=2, input_size=224,
-                          num_classes=3, stride=16, batch_size=16, device=dev, amp=True)
+                          num_classes=3, stride=16, batch_size=16, device=dev, amp=True, head=head)
     torch.cuda.synchronize()
     took = time.perf_counter() - t0
     assert probs.shape == (frames, 3), probs.shape
@@ -198,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         dec_s, decoded = decode_s(path)
         rgb_s = decode_rgb_s(path)
         bench_s = video_benchmark_s(path, decoded)
+        dense_s = video_benchmark_s(path, decoded, head="dense")
     out = {
         "gpu": name,
         "train_vit_small_16x224_bf16_clips_per_s": round(cps, 1),
@@ -210,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
         "video_benchmark_s": round(bench_s, 2),
         "video_goal_s": GOAL_VIDEO_S,
         "video_goal_met": bench_s <= GOAL_VIDEO_S,
+        "video_benchmark_dense_s": round(dense_s, 2),
+        "dense_vs_clip": round(bench_s / dense_s, 3),
         "decode_only_s": round(dec_s, 2),
         "decode_rgb_s": round(rgb_s, 2),
         "video_make_s": round(make_s, 1),

@@ -66,27 +66,31 @@ def square_crop_box(
     return int(ox1), int(oy1), int(ox2), int(oy2)
 
 
-def crop_resize(frames: np.ndarray, crop_xyxy: Sequence[int], size: int) -> np.ndarray:
-    """Crop ``frames`` (T, H, W, 3) to ``crop_xyxy`` and resize to (T, size, size, 3) uint8.
+def crop_resize(frames: np.ndarray | Sequence[np.ndarray], crop_xyxy: Sequence[int], size: int) -> np.ndarray:
+    """Crop ``frames`` (T, H, W, 3), an array or a list of equal (H, W, 3) frames (never stacked at
+    full size), to ``crop_xyxy`` and resize to (T, size, size, 3) uint8.
 
     INTER_AREA when the crop shrinks in both directions, INTER_LINEAR otherwise.
     """
-    f = np.asarray(frames)
-    if f.ndim != 4 or f.shape[3] != 3:
-        raise ValueError(f"frames must have shape (T, H, W, 3), got {f.shape}")
+    f = list(frames) if isinstance(frames, (list, tuple)) else np.asarray(frames)
+    shapes = {np.shape(x) for x in f}
+    if len(shapes) != 1 or len(next(iter(shapes))) != 3 or next(iter(shapes))[2] != 3:
+        got = np.shape(f) if isinstance(f, np.ndarray) else f"{len(f)} frames of shapes {sorted(shapes)}"
+        raise ValueError(f"frames must have shape (T, H, W, 3), got {got}")
     if size < 1:
         raise ValueError(f"size must be >= 1, got {size}")
-    T, H, W, _ = f.shape
+    H, W, _ = next(iter(shapes))
     x1, y1, x2, y2 = (int(v) for v in crop_xyxy)
     if not (0 <= x1 < x2 <= W and 0 <= y1 < y2 <= H):
         raise ValueError(f"crop {(x1, y1, x2, y2)} is empty or outside the {W}x{H} frame")
-    if f.dtype != np.uint8:
-        f = np.clip(f, 0, 255).astype(np.uint8)
     shrink = (x2 - x1) >= size and (y2 - y1) >= size
     interp = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
-    out = np.empty((T, size, size, 3), np.uint8)
-    for t in range(T):
-        out[t] = cv2.resize(f[t, y1:y2, x1:x2], (size, size), interpolation=interp)
+    out = np.empty((len(f), size, size, 3), np.uint8)
+    for t, frame in enumerate(f):
+        part = frame[y1:y2, x1:x2]
+        if part.dtype != np.uint8:
+            part = np.clip(part, 0, 255).astype(np.uint8)
+        out[t] = cv2.resize(part, (size, size), interpolation=interp)
     return out
 
 

@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from .card import InferenceSpec
 from .clips import sliding_windows
+from .cores import usable_cores
 from .dense import span_positions
 from .extract import stream_windows
 from .postprocess import Processed
@@ -87,10 +88,12 @@ def predict_video(
     progress: bool = False,
     head: str = "clip",
     timebase: TimeBase | None = None,
+    crop_workers: int = -1,
 ) -> np.ndarray:
     """Per-frame class probabilities (frames, num_classes) for one video; ``frames`` is the
     video's frame count (probed when not given). With a ``timebase`` the windows and ``stride``
-    are in model frames (:mod:`mvd.timebase`); the output is per video frame."""
+    are in model frames (:mod:`mvd.timebase`); the output is per video frame. Windows are cropped
+    in ``crop_workers`` threads while the video decodes (-1: one per usable core; 0: inline)."""
     device = torch.device(device)
     amp = bool(amp and device.type == "cuda")
     model.eval()
@@ -120,7 +123,8 @@ def predict_video(
     batcher = WindowBatcher(model, batch_size, device, amp, on_result, dense=dense)
     bar = tqdm(total=len(windows), desc=Path(video).name, unit="window", disable=not progress, leave=False)
     for w_id, frames, _ in stream_windows(str(video), [w.indices for w in windows], boxes, width=info.width,
-                                          height=info.height, size=input_size, pad=pad):
+                                          height=info.height, size=input_size, pad=pad,
+                                          workers=crop_workers if crop_workers >= 0 else usable_cores()):
         batcher.add(w_id, frames)
         bar.update(1)
     bar.close()

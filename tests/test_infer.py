@@ -12,7 +12,7 @@ from mvd.crop import crop_for_frames, crop_resize
 from mvd.extract import stream_windows
 from mvd.infer import predict_video
 from mvd.model import create_model
-from mvd.video import read_frames
+from mvd.video import VideoReadError, read_frames
 from mvd.weights import save_model
 from pipeline.demo import render_video
 
@@ -37,6 +37,26 @@ def test_stream_windows_crop_each_window_with_its_own_frames(video):
         frames, c = got[k]
         assert tuple(c) == tuple(crop)
         np.testing.assert_array_equal(frames, expected)
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_windows_cropped_in_threads_are_the_inline_windows_in_the_same_order(video, workers):
+    path, truth = video
+    boxes = np.concatenate([truth.boxes, np.ones((len(truth.boxes), 1), np.float32)], 1)
+    windows = [w.indices for w in sliding_windows(truth.num_frames, 4, 3, 2)]
+    kw = dict(width=96, height=72, size=32, pad=0.05)
+    inline = list(stream_windows(str(path), windows, boxes, **kw))
+    threaded = list(stream_windows(str(path), windows, boxes, workers=workers, **kw))
+    assert [(k, c) for k, _, c in threaded] == [(k, c) for k, _, c in inline]
+    for (_, a, _), (_, b, _) in zip(inline, threaded):
+        np.testing.assert_array_equal(a, b)
+    # a window past the video's end: the windows cut before it still come out, then the error
+    past = windows + [np.array([40, 44, 48, 52])]
+    got = []
+    with pytest.raises(VideoReadError, match="v.mp4 ended before frame 52"):
+        for k, _, _ in stream_windows(str(path), past, None, workers=workers, **kw):
+            got.append(k)
+    assert got == [k for k, _, _ in inline]
 
 
 class _Const(torch.nn.Module):

@@ -5,9 +5,10 @@ are cropped with the union of the boxes over exactly those frames (squared, padd
 to the image) and resized to the model's input size. Frames are kept only until the last
 window that needs them has been emitted, so memory holds about one window span of frames.
 
-Resizing full frames costs far more than decoding them, so with ``workers`` the windows are cropped
-in that many threads (OpenCV releases the GIL) while decoding goes on; windows still come out in
-the same order with the same pixels, and at most a few per thread wait at a time.
+Only the frames some window samples are converted to RGB. Converting and resizing full frames
+cost far more than decoding them, so with ``workers`` both run in that many threads (OpenCV
+releases the GIL) while decoding goes on; windows still come out in the same order with the same
+pixels, and at most a few per thread wait at a time.
 """
 
 from collections import deque
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from .crop import crop_for_frames, crop_resize
-from .video import VideoReadError, iter_frames
+from .video import VideoReadError, decode_frames, frame_to_rgb
 
 
 def stream_windows(
@@ -43,15 +44,18 @@ def stream_windows(
         return
     kw = dict(width=width, height=height, size=size, pad=pad, end=end)
     if workers <= 0:
-        yield from _stream(video, windows, boxes, lambda frames, crop: crop_resize(frames, crop, size), **kw)
+        yield from _stream(video, windows, boxes, frame_to_rgb, lambda frames, crop: crop_resize(frames, crop, size),
+                           **kw)
         return
     pending: deque[tuple[int, Future, tuple[int, int, int, int]]] = deque()
     with ThreadPoolExecutor(workers, thread_name_prefix="crop") as pool:
         try:
             stopped: VideoReadError | None = None
             try:
-                for item in _stream(video, windows, boxes,
-                                    lambda frames, crop: pool.submit(crop_resize, frames, crop, size), **kw):
+                # a window's job is queued after the conversions of its frames, so the pool's
+                # first-in-first-out queue has started all of them before the job waits on them
+                for item in _stream(video, windows, boxes, lambda frame: pool.submit(frame_to_rgb, frame),
+                                    lambda frames, crop: pool.submit(_crop_converted, frames, crop, size), **kw):
                     pending.append(item)
                     while pending and (len(pending) > 4 * workers or pending[0][1].done()):
                         w, job, crop = pending.popleft()
@@ -68,11 +72,16 @@ def stream_windows(
                 job.cancel()
 
 
-def _stream(video: str, windows: Sequence[np.ndarray], boxes: np.ndarray | None,
-            resize: Callable[[list[np.ndarray], tuple[int, int, int, int]], Any], *, width: int, height: int,
+def _crop_converted(frames: list[Future], crop: tuple[int, int, int, int], size: int) -> np.ndarray:
+    return crop_resize([f.result() for f in frames], crop, size)
+
+
+def _stream(video: str, windows: Sequence[np.ndarray], boxes: np.ndarray | None, convert: Callable[[Any], Any],
+            resize: Callable[[list[Any], tuple[int, int, int, int]], Any], *, width: int, height: int,
             size: int, pad: float, end: int | None) -> Iterator[tuple[int, Any, tuple[int, int, int, int]]]:
-    """The sequential decode behind :func:`stream_windows`; ``resize(frames, crop)`` makes each
-    window's output (the resized frames, or a future of them)."""
+    """The sequential decode behind :func:`stream_windows`: ``convert(decoded frame)`` makes each
+    sampled frame (RGB, or a future of it) and ``resize(frames, crop)`` each window's output (the
+    resized frames, or a future of them)."""
     ready_at: dict[int, list[int]] = {}
     needed_until: dict[int, int] = {}
     for w, idx in enumerate(windows):
@@ -80,13 +89,12 @@ def _stream(video: str, windows: Sequence[np.ndarray], boxes: np.ndarray | None,
         ready_at.setdefault(last, []).append(w)
         for f in idx:
             needed_until[int(f)] = max(needed_until.get(int(f), -1), last)
-    first = min(needed_until)
     last_needed = max(ready_at) if end is None else min(end, max(ready_at))
-    keep: dict[int, np.ndarray] = {}
+    keep: dict[int, Any] = {}
     emitted = 0
-    for idx, frame in iter_frames(video, first, last_needed):
+    for idx, frame in decode_frames(video, last_needed):
         if idx in needed_until:
-            keep[idx] = frame
+            keep[idx] = convert(frame)
         for w in ready_at.get(idx, ()):
             ind = windows[w]
             crop = crop_for_frames(boxes, ind, width, height, pad) if boxes is not None else (0, 0, width, height)

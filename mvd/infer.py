@@ -41,7 +41,11 @@ logger = logging.getLogger(__name__)
 
 
 class WindowBatcher:
-    """Collects cropped windows and runs them through the model in batches."""
+    """Collects cropped windows and runs them through the model in batches.
+
+    On a GPU a batch's probabilities are copied back without waiting: they are handed on when the
+    next batch has been launched (or at :meth:`finish`), so decoding and cropping go on while the
+    GPU works. Results reach ``on_result`` in the order the windows were added."""
 
     def __init__(self, model: nn.Module, batch_size: int, device: torch.device, amp: bool,
                  on_result: Callable[[list[int], np.ndarray], None], dense: bool = False):
@@ -50,6 +54,7 @@ class WindowBatcher:
         self.on_result = on_result
         self.items: list[np.ndarray] = []
         self.keys: list[int] = []
+        self.in_flight: tuple[list[int], torch.Tensor, torch.cuda.Event | None] | None = None
 
     def add(self, key: int, clip: np.ndarray) -> None:
         self.items.append(clip)
@@ -59,14 +64,35 @@ class WindowBatcher:
 
     @torch.no_grad()
     def flush(self) -> None:
+        """Launch the collected windows, then hand on the batch launched before them."""
         if not self.items:
             return
         x = to_model_input(torch.from_numpy(np.stack(self.items)).to(self.device, non_blocking=True))
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             logits = self.model(x, dense=True)[1] if self.dense else self.model(x)
-        probs = torch.softmax(logits.float(), dim=-1).cpu().numpy()  # (B, C), or (B, steps, C) dense
-        self.on_result(self.keys, probs)
+        probs = torch.softmax(logits.float(), dim=-1)  # (B, C), or (B, steps, C) dense
+        done = None
+        if probs.is_cuda:
+            probs = probs.to("cpu", non_blocking=True)  # into pinned memory, complete once `done` is
+            done = torch.cuda.Event()
+            done.record()
+        self._hand_on()
+        self.in_flight = (self.keys, probs, done)
         self.items, self.keys = [], []
+
+    def finish(self) -> None:
+        """Run what is left and hand on every result."""
+        self.flush()
+        self._hand_on()
+
+    def _hand_on(self) -> None:
+        if self.in_flight is None:
+            return
+        keys, probs, done = self.in_flight
+        self.in_flight = None
+        if done is not None:
+            done.synchronize()
+        self.on_result(keys, probs.numpy())
 
 
 @torch.no_grad()
@@ -128,7 +154,7 @@ def predict_video(
         batcher.add(w_id, frames)
         bar.update(1)
     bar.close()
-    batcher.flush()
+    batcher.finish()
     missing = counts == 0
     if missing.any():
         raise VideoReadError(f"{video}: {int(missing.sum())} frames not covered by any window (decode stopped early)")

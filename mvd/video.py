@@ -60,7 +60,7 @@ def count_decodable(path: str | Path) -> int:
     """Frames that actually decode (no colour conversion). A damaged or truncated file can hold
     more packets than frames its decoder gives back."""
     n = 0
-    for n, _ in enumerate(_decode(path), start=1):
+    for n, _ in enumerate(decode_frames(path), start=1):
         pass
     return n
 
@@ -130,8 +130,9 @@ def frame_to_rgb(frame: av.VideoFrame) -> np.ndarray:
     return frame.to_ndarray(format="rgb24")
 
 
-def _decode(path: str | Path, end: int | None = None) -> Iterator[tuple[int, av.VideoFrame]]:
-    """``(index, decoded frame)`` in order, up to ``end`` inclusive; errors name the file and frame."""
+def decode_frames(path: str | Path, end: int | None = None) -> Iterator[tuple[int, av.VideoFrame]]:
+    """``(index, decoded frame)`` in order, up to ``end`` inclusive, not yet converted to RGB
+    (:func:`frame_to_rgb`); errors name the file and frame."""
     container = _open(path)
     try:
         stream = container.streams.video[0]
@@ -158,7 +159,7 @@ def iter_frames(
     """
     if start < 0 or step < 1 or (end is not None and end < start):
         raise ValueError(f"bad frame range start={start} end={end} step={step} for {path}")
-    for idx, frame in _decode(path, end):
+    for idx, frame in decode_frames(path, end):
         if idx >= start and (idx - start) % step == 0:
             yield idx, frame_to_rgb(frame)
 
@@ -188,5 +189,5 @@ def iter_frames_resized(path: str | Path, width: int, height: int) -> Iterator[t
     """Yield ``(index, rgb)`` of every frame scaled to ``width`` × ``height`` by the decoder's
     scaler (area interpolation) in the same step as the colour conversion — much cheaper than
     converting at full size and shrinking afterwards."""
-    for idx, frame in _decode(path):
+    for idx, frame in decode_frames(path):
         yield idx, frame.reformat(width=width, height=height, format="rgb24", interpolation="AREA").to_ndarray()

@@ -8,10 +8,12 @@
 
   dense     ours with the dense (per-frame) head: the same windows, per-time-step output
             stitched to frames
+  inline    ours with the windows converted and cropped in the decoding thread (crop_workers=0)
+            instead of one thread per usable core
 
 Printed: p1_vs_naive = ours windows/s ÷ naive windows/s, p2_vs_decode = ours frames/s ÷
 decode frames/s (goal ≥ 5 and ≥ 0.5 with the tiny CPU model), dense_vs_clip = dense windows/s ÷
-ours (clip head) windows/s (goal ≥ 0.9). Medians of ``--runs`` runs.
+ours (clip head) windows/s (goal ≥ 0.9), threads_vs_inline = ours windows/s ÷ inline windows/s. Medians of ``--runs`` runs.
 The naive method is timed on the first ``--naive-windows`` windows (it is slow).
 Last line: one JSON object.
 
@@ -84,7 +86,7 @@ def main() -> None:
     windows = sliding_windows(info.num_frames, a.num_frames, a.sampling_rate, max(1, span // 2))
     step = max(1, len(windows) // a.naive_windows)
     sample = windows[::step][: a.naive_windows]
-    ours, naive, decode, dense = [], [], [], []
+    ours, naive, decode, dense, inline = [], [], [], [], []
     for _ in range(a.runs):
         t0 = time.perf_counter()
         n = sum(1 for _ in iter_frames(a.video))
@@ -98,6 +100,10 @@ def main() -> None:
         predict_video(dense_model, a.video, boxes, num_frames=a.num_frames, sampling_rate=a.sampling_rate,
                       input_size=a.size, num_classes=3, batch_size=64, head="dense")
         dense.append(len(windows) / (time.perf_counter() - t0))
+        t0 = time.perf_counter()
+        predict_video(model, a.video, boxes, num_frames=a.num_frames, sampling_rate=a.sampling_rate,
+                      input_size=a.size, num_classes=3, batch_size=64, crop_workers=0)
+        inline.append(len(windows) / (time.perf_counter() - t0))
         naive.append(len(sample) / naive_windows(a.video, sample, boxes, model, a.size, 0.05))
     ours_wps = statistics.median(o[0] for o in ours)
     ours_fps = statistics.median(o[1] for o in ours)
@@ -110,6 +116,8 @@ def main() -> None:
         "p2_vs_decode": round(ours_fps / statistics.median(decode), 2),
         "dense_windows_per_s": round(statistics.median(dense), 1),
         "dense_vs_clip": round(statistics.median(d / o[0] for d, o in zip(dense, ours)), 3),
+        "inline_windows_per_s": round(statistics.median(inline), 1),
+        "threads_vs_inline": round(statistics.median(o[0] / i for i, o in zip(inline, ours)), 2),
     }
     print(f"ours {res['ours_windows_per_s']} windows/s ({res['ours_frames_per_s']} frames/s); naive "
           f"{res['naive_windows_per_s']} windows/s; decode {res['decode_frames_per_s']} frames/s")

@@ -67,9 +67,8 @@ def stream_windows(
                 yield w, job.result(), crop
             if stopped is not None:
                 raise stopped
-        finally:
-            for _, job, _ in pending:
-                job.cancel()
+        finally:  # stopped early (an error, or the consumer closed us): drop the work not yet started
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _crop_converted(frames: list[Future], crop: tuple[int, int, int, int], size: int) -> np.ndarray:

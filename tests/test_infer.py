@@ -57,6 +57,10 @@ def test_windows_cropped_in_threads_are_the_inline_windows_in_the_same_order(vid
         for k, _, _ in stream_windows(str(path), past, None, workers=workers, **kw):
             got.append(k)
     assert got == [k for k, _, _ in inline]
+    # a consumer that stops early closes the stream without waiting for the rest of the video
+    it = stream_windows(str(path), windows, boxes, workers=workers, **kw)
+    assert next(it)[0] == inline[0][0]
+    it.close()
 
 
 class _Const(torch.nn.Module):

@@ -74,12 +74,13 @@ def crop_resize(frames: np.ndarray | Sequence[np.ndarray], crop_xyxy: Sequence[i
     """
     f = list(frames) if isinstance(frames, (list, tuple)) else np.asarray(frames)
     shapes = {np.shape(x) for x in f}
-    if len(shapes) != 1 or len(next(iter(shapes))) != 3 or next(iter(shapes))[2] != 3:
-        got = np.shape(f) if isinstance(f, np.ndarray) else f"{len(f)} frames of shapes {sorted(shapes)}"
+    shape = shapes.pop() if len(shapes) == 1 else ()
+    if len(shape) != 3 or shape[2] != 3:
+        got = np.shape(f) if isinstance(f, np.ndarray) else f"{len(f)} frames of shapes {sorted(shapes | {shape})}"
         raise ValueError(f"frames must have shape (T, H, W, 3), got {got}")
     if size < 1:
         raise ValueError(f"size must be >= 1, got {size}")
-    H, W, _ = next(iter(shapes))
+    H, W, _ = shape
     x1, y1, x2, y2 = (int(v) for v in crop_xyxy)
     if not (0 <= x1 < x2 <= W and 0 <= y1 < y2 <= H):
         raise ValueError(f"crop {(x1, y1, x2, y2)} is empty or outside the {W}x{H} frame")

@@ -48,27 +48,30 @@ def stream_windows(
                            **kw)
         return
     pending: deque[tuple[int, Future, tuple[int, int, int, int]]] = deque()
-    with ThreadPoolExecutor(workers, thread_name_prefix="crop") as pool:
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="crop")
+    try:
+        # a window's job is queued after the conversions of its frames, so the pool's
+        # first-in-first-out queue has started all of them before the job waits on them
+        stopped: VideoReadError | None = None
         try:
-            stopped: VideoReadError | None = None
-            try:
-                # a window's job is queued after the conversions of its frames, so the pool's
-                # first-in-first-out queue has started all of them before the job waits on them
-                for item in _stream(video, windows, boxes, lambda frame: pool.submit(frame_to_rgb, frame),
-                                    lambda frames, crop: pool.submit(_crop_converted, frames, crop, size), **kw):
-                    pending.append(item)
-                    while pending and (len(pending) > 4 * workers or pending[0][1].done()):
-                        w, job, crop = pending.popleft()
-                        yield w, job.result(), crop
-            except VideoReadError as e:  # the windows cut before the video ended still come out first
-                stopped = e
-            while pending:
-                w, job, crop = pending.popleft()
-                yield w, job.result(), crop
-            if stopped is not None:
-                raise stopped
-        finally:  # stopped early (an error, or the consumer closed us): drop the work not yet started
-            pool.shutdown(wait=True, cancel_futures=True)
+            for item in _stream(video, windows, boxes, lambda frame: pool.submit(frame_to_rgb, frame),
+                                lambda frames, crop: pool.submit(_crop_converted, frames, crop, size), **kw):
+                pending.append(item)
+                while pending and (len(pending) > 4 * workers or pending[0][1].done()):
+                    yield _result(pending.popleft())
+        except VideoReadError as e:  # the windows cut before the video ended still come out first
+            stopped = e
+        while pending:
+            yield _result(pending.popleft())
+        if stopped is not None:
+            raise stopped
+    finally:  # stopped early (an error, or the consumer closed us): drop the work not yet started
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _result(item: tuple[int, Future, tuple[int, int, int, int]]) -> tuple[int, np.ndarray, tuple[int, int, int, int]]:
+    w, job, crop = item
+    return w, job.result(), crop
 
 
 def _crop_converted(frames: list[Future], crop: tuple[int, int, int, int], size: int) -> np.ndarray:

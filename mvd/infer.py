@@ -38,6 +38,10 @@ from .video import VideoInfo, VideoReadError, probe
 
 logger = logging.getLogger(__name__)
 
+# default crop threads: each holds a few windows' full-size frames alive, and 4 threads already
+# kept pace with 16 on the 16-core GPU machine, so a many-core node gains nothing from more
+MAX_CROP_WORKERS = 8
+
 
 
 class WindowBatcher:
@@ -119,7 +123,8 @@ def predict_video(
     """Per-frame class probabilities (frames, num_classes) for one video; ``frames`` is the
     video's frame count (probed when not given). With a ``timebase`` the windows and ``stride``
     are in model frames (:mod:`mvd.timebase`); the output is per video frame. Windows are cropped
-    in ``crop_workers`` threads while the video decodes (-1: one per usable core; 0: inline)."""
+    in ``crop_workers`` threads while the video decodes (-1: one per usable core, at most
+    ``MAX_CROP_WORKERS``; 0: inline)."""
     device = torch.device(device)
     amp = bool(amp and device.type == "cuda")
     model.eval()
@@ -147,10 +152,10 @@ def predict_video(
             counts[w.start:end + 1] += 1
 
     batcher = WindowBatcher(model, batch_size, device, amp, on_result, dense=dense)
+    workers = crop_workers if crop_workers >= 0 else min(usable_cores(), MAX_CROP_WORKERS)
     bar = tqdm(total=len(windows), desc=Path(video).name, unit="window", disable=not progress, leave=False)
     for w_id, frames, _ in stream_windows(str(video), [w.indices for w in windows], boxes, width=info.width,
-                                          height=info.height, size=input_size, pad=pad,
-                                          workers=crop_workers if crop_workers >= 0 else usable_cores()):
+                                          height=info.height, size=input_size, pad=pad, workers=workers):
         batcher.add(w_id, frames)
         bar.update(1)
     bar.close()

@@ -10,14 +10,17 @@
             stitched to frames
   inline    ours with the windows converted and cropped in the decoding thread (crop_workers=0)
             instead of one thread per usable core
+  views     dense with each window's softmax averaged over ``--views`` flips of its crop
+            (tta_views; the cpu profile's benchmark.tta_views is 4)
 
 Printed: p1_vs_naive = ours windows/s ÷ naive windows/s, p2_vs_decode = ours frames/s ÷
 decode frames/s (goal ≥ 5 and ≥ 0.5 with the tiny CPU model), dense_vs_clip = dense windows/s ÷
-ours (clip head) windows/s (goal ≥ 0.9), threads_vs_inline = ours windows/s ÷ inline windows/s. Medians of ``--runs`` runs.
+ours (clip head) windows/s (goal ≥ 0.9), threads_vs_inline = ours windows/s ÷ inline windows/s,
+views_vs_1 = views windows/s ÷ dense windows/s (what the test-time views cost). Medians of ``--runs`` runs.
 The naive method is timed on the first ``--naive-windows`` windows (it is slow).
 Last line: one JSON object.
 
-    python benchmarks/sliding_window.py [--video PATH] [--runs 3] [--arch vit_tiny]
+    python benchmarks/sliding_window.py [--video PATH] [--runs 3] [--arch vit_tiny] [--views 4]
 """
 
 import argparse
@@ -76,6 +79,7 @@ def main() -> None:
     ap.add_argument("--sampling-rate", type=int, default=1)
     ap.add_argument("--size", type=int, default=32)
     ap.add_argument("--naive-windows", type=int, default=40)
+    ap.add_argument("--views", type=int, default=4, choices=[2, 4, 8])
     a = ap.parse_args()
     torch.set_num_threads(2)
     info = probe(a.video)
@@ -86,7 +90,7 @@ def main() -> None:
     windows = sliding_windows(info.num_frames, a.num_frames, a.sampling_rate, max(1, span // 2))
     step = max(1, len(windows) // a.naive_windows)
     sample = windows[::step][: a.naive_windows]
-    ours, naive, decode, dense, inline = [], [], [], [], []
+    ours, naive, decode, dense, inline, views = [], [], [], [], [], []
     for _ in range(a.runs):
         t0 = time.perf_counter()
         n = sum(1 for _ in iter_frames(a.video))
@@ -100,6 +104,10 @@ def main() -> None:
         predict_video(dense_model, a.video, boxes, num_frames=a.num_frames, sampling_rate=a.sampling_rate,
                       input_size=a.size, num_classes=3, batch_size=64, head="dense")
         dense.append(len(windows) / (time.perf_counter() - t0))
+        t0 = time.perf_counter()
+        predict_video(dense_model, a.video, boxes, num_frames=a.num_frames, sampling_rate=a.sampling_rate,
+                      input_size=a.size, num_classes=3, batch_size=64, head="dense", tta_views=a.views)
+        views.append(len(windows) / (time.perf_counter() - t0))
         t0 = time.perf_counter()
         predict_video(model, a.video, boxes, num_frames=a.num_frames, sampling_rate=a.sampling_rate,
                       input_size=a.size, num_classes=3, batch_size=64, crop_workers=0)
@@ -118,6 +126,8 @@ def main() -> None:
         "dense_vs_clip": round(statistics.median(d / o[0] for d, o in zip(dense, ours)), 3),
         "inline_windows_per_s": round(statistics.median(inline), 1),
         "threads_vs_inline": round(statistics.median(o[0] / i for i, o in zip(inline, ours)), 2),
+        "views": a.views, "views_windows_per_s": round(statistics.median(views), 1),
+        "views_vs_1": round(statistics.median(v / d for v, d in zip(views, dense)), 3),
     }
     print(f"ours {res['ours_windows_per_s']} windows/s ({res['ours_frames_per_s']} frames/s); naive "
           f"{res['naive_windows_per_s']} windows/s; decode {res['decode_frames_per_s']} frames/s")

@@ -6,7 +6,10 @@ last window is aligned to the video's end. The video streams through once
 exactly the frames it samples (then squared, padded, clipped, resized) as soon as its last
 frame is decoded, and windows are batched through the model. A frame's class probabilities are the mean of the softmax of
 every window whose span covers it: of the window's clip prediction (clip head), or of the
-prediction of the time step the frame falls in (dense head, :mod:`mvd.dense`).
+prediction of the time step the frame falls in (dense head, :mod:`mvd.dense`). With ``tta_views`` > 1 a
+window's softmax is itself the mean over that many flips and transposes of its crop
+(:func:`mvd.transforms.square_views`): a top-view animal may face any way, the model was trained on
+every orientation (``train.flip``), and averaging its views steadies what one view gets wrong.
 
 :func:`label_video` is the inference contract: the window, stride, crop pad and batch size of a
 model card's ``inference`` section (:class:`mvd.card.InferenceSpec`), then its post-processor
@@ -33,7 +36,7 @@ from .dense import span_positions
 from .extract import stream_windows
 from .postprocess import Processed
 from .timebase import TimeBase
-from .transforms import to_model_input
+from .transforms import TTA_VIEWS, square_views, to_model_input
 from .video import VideoInfo, VideoReadError, probe
 
 logger = logging.getLogger(__name__)
@@ -52,9 +55,9 @@ class WindowBatcher:
     GPU works. Results reach ``on_result`` in the order the windows were added."""
 
     def __init__(self, model: nn.Module, batch_size: int, device: torch.device, amp: bool,
-                 on_result: Callable[[list[int], np.ndarray], None], dense: bool = False):
+                 on_result: Callable[[list[int], np.ndarray], None], dense: bool = False, views: int = 1):
         self.model, self.batch_size, self.device, self.amp = model, batch_size, device, amp
-        self.dense = dense
+        self.dense, self.views = dense, views
         self.on_result = on_result
         self.items: list[np.ndarray] = []
         self.keys: list[int] = []
@@ -72,9 +75,12 @@ class WindowBatcher:
         if not self.items:
             return
         x = to_model_input(torch.from_numpy(np.stack(self.items)).to(self.device, non_blocking=True))
+        x = square_views(x, self.views)  # (views × B, 3, T, S, S), view-major
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             logits = self.model(x, dense=True)[1] if self.dense else self.model(x)
-        probs = torch.softmax(logits.float(), dim=-1)  # (B, C), or (B, steps, C) dense
+        probs = torch.softmax(logits.float(), dim=-1)  # (B, C), or (B, steps, C) dense, per view
+        if self.views > 1:
+            probs = probs.unflatten(0, (self.views, -1)).mean(0)
         done = None
         if probs.is_cuda:
             probs = probs.to("cpu", non_blocking=True)  # into pinned memory, complete once `done` is
@@ -119,12 +125,14 @@ def predict_video(
     head: str = "clip",
     timebase: TimeBase | None = None,
     crop_workers: int = -1,
+    tta_views: int = 1,
 ) -> np.ndarray:
     """Per-frame class probabilities (frames, num_classes) for one video; ``frames`` is the
     video's frame count (probed when not given). With a ``timebase`` the windows and ``stride``
     are in model frames (:mod:`mvd.timebase`); the output is per video frame. Windows are cropped
     in ``crop_workers`` threads while the video decodes (-1: one per usable core, at most
-    ``MAX_CROP_WORKERS``; 0: inline)."""
+    ``MAX_CROP_WORKERS``; 0: inline). ``tta_views`` > 1 averages each window's softmax over that
+    many symmetries of its square crop (:func:`mvd.transforms.square_views`: 1, 2, 4 or 8)."""
     device = torch.device(device)
     amp = bool(amp and device.type == "cuda")
     model.eval()
@@ -140,6 +148,8 @@ def predict_video(
 
     if head not in ("clip", "dense"):
         raise ValueError(f"head must be 'clip' or 'dense', got {head!r}")
+    if tta_views not in TTA_VIEWS:
+        raise ValueError(f"tta_views must be one of {TTA_VIEWS}, got {tta_views!r}")
     dense = head == "dense"
     tubelet = int(getattr(model, "tubelet_size", 2))
 
@@ -151,7 +161,7 @@ def predict_video(
             sums[w.start:end + 1] += p[span_positions(w.indices, w.start, end, tubelet)] if dense else p
             counts[w.start:end + 1] += 1
 
-    batcher = WindowBatcher(model, batch_size, device, amp, on_result, dense=dense)
+    batcher = WindowBatcher(model, batch_size, device, amp, on_result, dense=dense, views=tta_views)
     workers = crop_workers if crop_workers >= 0 else min(usable_cores(), MAX_CROP_WORKERS)
     bar = tqdm(total=len(windows), desc=Path(video).name, unit="window", disable=not progress, leave=False)
     for w_id, frames, _ in stream_windows(str(video), [w.indices for w in windows], boxes, width=info.width,
@@ -187,5 +197,5 @@ def label_video(model: nn.Module, spec: InferenceSpec, video: str | Path, boxes:
                           sampling_rate=spec.sampling_rate,
                           input_size=spec.img_size, num_classes=len(spec.postprocess.labels), stride=spec.stride,
                           pad=spec.crop_pad, batch_size=spec.batch_size, device=device, amp=amp, progress=progress,
-                          head=spec.head, timebase=TimeBase(info.fps, spec.target_fps))
+                          head=spec.head, timebase=TimeBase(info.fps, spec.target_fps), tta_views=spec.tta_views)
     return Labelled(info, probs, spec.postprocess.apply(probs, info.fps))

@@ -21,6 +21,7 @@ from timm.data.random_erasing import RandomErasing
 from torchvision import tv_tensors
 from torchvision.transforms import RandomResizedCrop, v2
 
+from .config import TTA_VIEWS
 from .randaugment import parse_rand_augment
 
 MEAN = (0.485, 0.456, 0.406)
@@ -49,6 +50,25 @@ def to_float(clips: torch.Tensor) -> torch.Tensor:
 def to_model_input(clips: torch.Tensor) -> torch.Tensor:
     """(B, T, S, S, 3) uint8 crops at the input size → normalised (B, 3, T, S, S) float32."""
     return normalize(to_float(clips), inplace=True)
+
+
+
+
+def square_views(x: torch.Tensor, n: int) -> torch.Tensor:
+    """The first ``n`` (1, 2, 4 or 8) of the symmetries of a square applied to (B, …, S, S) input,
+    stacked view-major into (n × B, …, S, S): identity, horizontal flip, vertical flip, both (a half
+    turn), then those four transposed about the main diagonal. Each choice of ``n`` is a group, so a
+    mean over its views does not change when the input is flipped by one of them."""
+    if n not in TTA_VIEWS:
+        raise ValueError(f"the number of square views must be one of {TTA_VIEWS}, got {n}")
+    if n == 1:
+        return x
+    if x.shape[-1] != x.shape[-2]:
+        raise ValueError(f"views of a square need square input, got {tuple(x.shape[-2:])}")
+    views = [x, x.flip(-1), x.flip(-2), x.flip(-2, -1)][:n]
+    if n == 8:
+        views += [v.transpose(-2, -1) for v in views]
+    return torch.cat(views)
 
 
 def resize(x: torch.Tensor, size: int) -> torch.Tensor:

@@ -10,7 +10,8 @@ def test_profiles_and_overrides(tmp_path):
     f = tmp_path / "c.yaml"
     f.write_text("train:\n  epochs: 3\nmodel:\n  arch: vit_base\n")
     cfg = build_config("cpu", f, parse_overrides(["train.epochs=5", "train.betas=[0.9, 0.95]",
-                                                  "benchmark.thresholds.Self-Grooming=0.6", "train.flip=false"]))
+                                                  "benchmark.thresholds.Self-Grooming=0.6", "train.flip=false",
+                                                  "benchmark.tta_views=1"]))
     assert cfg.model.arch == "vit_base" and cfg.train.epochs == 5 and cfg.train.betas == [0.9, 0.95]
     assert cfg.benchmark.thresholds == {"Self-Grooming": 0.6} and cfg.train.flip is False
     assert config_from_json(cfg.to_json()) == cfg
@@ -52,10 +53,18 @@ def test_missing_config_file(tmp_path):
     ("train.rand_augment", "rand-x3", "rand_augment"),
     ("train.model_ema_decay", "1.0", "train.model_ema_decay"),
     ("benchmark.peak_thresholds.Head/Body TWITCH", "1.5", "a threshold must be in"),
+    ("benchmark.tta_views", "3", "benchmark.tta_views must be one of"),
 ])
 def test_typos_fail_when_the_config_is_loaded(key, value, match):
     with pytest.raises(ConfigError, match=match):
         build_config("cpu", overrides={key: value})
+
+
+def test_test_time_views_need_a_model_trained_on_flips():
+    assert build_config("cpu").benchmark.tta_views == 4 and build_config("gpu").benchmark.tta_views == 1
+    with pytest.raises(ConfigError, match="train.flip is off"):
+        build_config("cpu", overrides={"train.flip": "false"})
+    assert build_config("cpu", overrides={"train.flip": "false", "benchmark.tta_views": 1}).benchmark.tta_views == 1
 
 
 def test_count_metrics_can_be_the_primary_metric():

@@ -93,6 +93,41 @@ def test_frame_probabilities_are_mean_of_covering_windows(video):
     np.testing.assert_allclose(probs, acc / cnt[:, None], rtol=1e-4, atol=1e-5)
 
 
+class _Oriented(torch.nn.Module):
+    """Logits that depend on where in the crop the bright pixels are: flips and transposes change them."""
+
+    def forward(self, x):
+        h = x.shape[-1]
+        left, top = x[..., : h // 2].mean(dim=(1, 2, 3, 4)), x[..., : h // 2, :].mean(dim=(1, 2, 3, 4))
+        diag = torch.triu(x).mean(dim=(1, 2, 3, 4))
+        return torch.stack([left - top, 3 * diag, top], 1)
+
+
+@pytest.mark.parametrize("views", [2, 4, 8])
+def test_test_time_views_average_the_softmax_over_flips_and_transposes(video, views):
+    path, truth = video
+    kw = dict(num_frames=4, sampling_rate=2, input_size=32, num_classes=3, stride=3, batch_size=5)
+    plain = predict_video(_Oriented(), path, None, **kw)
+    probs = predict_video(_Oriented(), path, None, tta_views=views, **kw)
+    assert probs.shape == plain.shape and not np.allclose(probs, plain, atol=1e-4)
+    # independent: each window alone, its softmax averaged over the flips written out here
+    flips = [lambda c: c, lambda c: c.flip(-1), lambda c: c.flip(-2), lambda c: c.rot90(2, (-2, -1)),
+             lambda c: c.transpose(-2, -1), lambda c: c.rot90(1, (-2, -1)), lambda c: c.rot90(-1, (-2, -1)),
+             lambda c: c.flip(-1).flip(-2).transpose(-2, -1)][:views]
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1, 1)
+    acc, cnt = np.zeros((truth.num_frames, 3)), np.zeros(truth.num_frames)
+    for w in sliding_windows(truth.num_frames, 4, 2, 3):
+        crop = torch.from_numpy(crop_resize(read_frames(path, w.indices), (0, 0, 96, 72), 32))
+        x = ((crop.permute(3, 0, 1, 2).float() / 255 - mean) / std)[None]
+        p = torch.stack([torch.softmax(_Oriented()(f(x)), 1)[0] for f in flips]).mean(0).numpy()
+        acc[w.start:w.end + 1] += p
+        cnt[w.start:w.end + 1] += 1
+    np.testing.assert_allclose(probs, acc / cnt[:, None], rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="tta_views must be one of"):
+        predict_video(_Oriented(), path, None, tta_views=3, **kw)
+
+
 def test_predict_cli_writes_outputs_and_reports_bad_videos(video, tmp_path):
     from components.predict import PredictError, run_predict
 

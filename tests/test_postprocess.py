@@ -247,13 +247,19 @@ def test_card_contract_from_config_and_legacy_cards(caplog):
                                          f"{{'{G}': 1.5}}"})
     spec = spec_from_config(cfg, LABELS)
     assert spec.stride == cfg.benchmark.stride and spec.crop_pad == cfg.data.pad_infer
+    assert spec.tta_views == cfg.benchmark.tta_views == 4
     assert spec.postprocess.rules[T].threshold == 0.4 and spec.postprocess.source[T] == "config"
     assert spec.postprocess.rules[G].min_duration_s == 1.5
     card = {"labels": LABELS, "input": {"num_frames": 8, "sampling_rate": 1, "img_size": 32},
             "inference": spec.to_dict()}
     validate_inference(card["inference"], LABELS)
     back = inference_spec(card, "m")
-    assert back.postprocess.rules == spec.postprocess.rules and not back.legacy
+    assert back.postprocess.rules == spec.postprocess.rules and not back.legacy and back.tta_views == 4
+    # a card written before test-time views existed labels with one view
+    no_views = {**card, "inference": {k: v for k, v in card["inference"].items() if k != "tta_views"}}
+    assert inference_spec(no_views, "m").tta_views == 1
+    with pytest.raises(ValueError, match="m: inference.tta_views must be one of"):
+        inference_spec({**card, "inference": {**card["inference"], "tta_views": 5}}, "m")
     old = {"labels": LABELS, "input": {"num_frames": 16, "sampling_rate": 2, "img_size": 224, "crop_pad": 0.05}}
     with caplog.at_level("WARNING"):
         legacy = inference_spec(old, "models:/mouse@champion")

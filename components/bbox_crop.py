@@ -52,6 +52,7 @@ from mvd.manifest import VideoRecord, read_manifest
 
 logger = logging.getLogger(__name__)
 
+MIN_DETECTED = 0.5  # a video with boxes on fewer of its frames is named in a warning
 CACHE_FORMAT = 2  # 2: windows straddling event edges, frame_labels from all intervals
 
 
@@ -59,10 +60,13 @@ CACHE_FORMAT = 2  # 2: windows straddling event edges, frame_labels from all int
 
 
 def detector_spec(name: str, detector: Detector) -> dict[str, Any]:
-    """Name, class and scalar parameters of a detector: what its boxes depend on."""
+    """Name, class, version and scalar parameters of a detector: what its boxes depend on. The
+    version (a detector class's ``VERSION``, 1 when it has none) changes when its code finds other
+    boxes with the same parameters, so boxes cached by the older code are not reused."""
     params = {k: v for k, v in sorted(vars(detector).items())
               if not k.startswith("_") and isinstance(v, (bool, int, float, str, type(None)))}
-    return {"name": name, "class": f"{type(detector).__module__}.{type(detector).__qualname__}", "params": params}
+    return {"name": name, "class": f"{type(detector).__module__}.{type(detector).__qualname__}",
+            "version": int(getattr(type(detector), "VERSION", 1)), "params": params}
 
 
 def boxes_entry(spec: dict[str, Any]) -> str:
@@ -292,8 +296,14 @@ def run_bbox_crop(manifest_dir: str | Path, cfg: Config, out_dir: str | Path) ->
             tmp = out / (rel + ".tmp.npy")
             np.save(tmp, boxes.astype(np.float32))
             tmp.replace(out / rel)
+            detected = float(np.isfinite(boxes[:, 0]).mean())
             boxes_index[rec.id] = BoxesEntry(rel, "annotation" if p.origin == "annotation" else "detector", p.origin,
-                                             float(np.isfinite(boxes[:, 0]).mean()))
+                                             detected)
+            if p.origin != "annotation" and detected < MIN_DETECTED:
+                logger.warning("bbox-crop: %s: the %s detector found the mouse in only %.0f%% of its frames; the "
+                               "others are cropped to the whole frame, where a mouse is a few pixels. Look at "
+                               "`mar boxes %s` (boxes CSV + contact sheet), or give the video %r boxes",
+                               rec.id, cfg.data.detector, 100 * detected, mdir / rec.file, cfg.data.box_class)
             if p.windows_dir:
                 reader = ShardReader(p.windows_dir)
                 positions = prep._positions(reader)

@@ -10,8 +10,9 @@
    own large-kernel median, and is told from arena parts (walls, bedding, marks) by
    frame-to-frame activity around it (grooming, breathing, head and limb movements); the
    floor estimate is painted over it;
-3. each frame's global brightness is scaled to the background's median (lighting flicker),
-   ``|frame - background|`` is taken per channel (max over gray and chroma), thresholded at
+3. each frame's global brightness is scaled onto the background's (lighting flicker) by the median
+   over pixels of background / frame (not by whole-frame medians, which jump when floor and
+   surround each fill about half the frame), ``|frame - background|`` is taken per channel (max over gray and chroma), thresholded at
    ``max(Otsu, noise_k * sigma, min_threshold)`` where sigma is a MAD noise estimate over the
    sampled frames, and cleaned with a morphological open (drops noise and the thin tail)
    and close (fills holes);
@@ -61,9 +62,20 @@ logger = logging.getLogger(__name__)
 # background-model detector
 
 
-def _hist_median(img: np.ndarray) -> float:
-    hist = cv2.calcHist([img], [0], None, [256], [0, 256]).ravel()
-    return float(np.searchsorted(np.cumsum(hist), img.size / 2.0))
+MIN_GAIN_LEVEL = 8  # darker pixels are left out of the gain: their ratios are mostly noise
+
+
+def _gain(img: np.ndarray, ref: np.ndarray) -> float:
+    """The global brightness factor (in [0.5, 2]) that maps grey ``img`` onto ``ref``: the median over
+    pixels (every other row and column) of ``ref / img``. A lighting change scales every pixel alike, so
+    the ratio is the same everywhere but on the animal, whatever the scene's histogram; a ratio of
+    whole-frame medians is not, when the floor and the surround each fill about half the frame and the
+    median grey falls in the gap between them (the animal covering a little floor then moves it far)."""
+    a = img[::2, ::2].astype(np.float32)
+    ok = a >= MIN_GAIN_LEVEL
+    if np.count_nonzero(ok) < 16:
+        return 1.0
+    return float(np.clip(np.median(ref[::2, ::2][ok] / a[ok]), 0.5, 2.0))
 
 
 def _odd(k: int) -> int:
@@ -91,6 +103,10 @@ class BackgroundDetector(DetectorBase):
         refine_core: cut a blob down to its high-contrast body (drops tail, blur, reflections).
         core_ratio, core_separability: how clearly body and faint part must separate to cut.
     """
+
+    # bumped when the code finds other boxes with the same parameters (cached boxes are keyed by it):
+    # 2 = lighting gain from per-pixel ratios, not whole-frame medians
+    VERSION = 2
 
     def __init__(
         self,
@@ -196,11 +212,10 @@ class BackgroundDetector(DetectorBase):
 
     # -- per-frame core ----------------------------------------------------------------
 
-    def _diff(self, small: np.ndarray, bg: np.ndarray, bg_med: float) -> tuple[np.ndarray, list[np.ndarray]]:
+    def _diff(self, small: np.ndarray, bg: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
         """Brightness-normalised frame channels and the max-over-channels absolute difference."""
         gray = small[..., 0]
-        med = _hist_median(gray)
-        alpha = min(2.0, max(0.5, bg_med / max(med, 1.0)))
+        alpha = _gain(gray, bg[..., 0])
         g = cv2.convertScaleAbs(gray, alpha=alpha) if abs(alpha - 1.0) > 0.01 else np.ascontiguousarray(gray)
         d = cv2.absdiff(g, bg[..., 0])
         chans = [g]
@@ -291,19 +306,19 @@ class BackgroundDetector(DetectorBase):
 
     # -- background --------------------------------------------------------------------
 
-    def _floor(self, small: np.ndarray, idx: np.ndarray, bg: np.ndarray, bg_med: float) -> float:
-        diffs = np.stack([self._diff(small[i], bg, bg_med)[0] for i in idx.tolist()])
+    def _floor(self, small: np.ndarray, idx: np.ndarray, bg: np.ndarray) -> float:
+        diffs = np.stack([self._diff(small[i], bg)[0] for i in idx.tolist()])
         sigma = 1.4826 * float(np.median(diffs))
         return max(self.min_threshold, self.noise_k * sigma)
 
     def _sample_blobs(
-        self, small: np.ndarray, idx: np.ndarray, bg: np.ndarray, bg_med: float, floor: float
+        self, small: np.ndarray, idx: np.ndarray, bg: np.ndarray, floor: float
     ) -> list[tuple[int, int, int, int, float] | None]:
         bg_chans = [np.ascontiguousarray(bg[..., c]) for c in range(bg.shape[2])]
         min_area = self._min_area(*small.shape[1:3])
         out = []
         for i in idx.tolist():
-            d, chans = self._diff(small[i], bg, bg_med)
+            d, chans = self._diff(small[i], bg)
             out.append(self._blob(d, chans, bg_chans, floor, min_area))
         return out
 
@@ -362,9 +377,9 @@ class BackgroundDetector(DetectorBase):
         act = np.zeros((hs, ws), np.float32)
         for i in pairs.tolist():
             a, b = small[i, ..., 0], small[i + lag, ..., 0]
-            gain = _hist_median(a) / max(_hist_median(b), 1.0)  # flicker is not activity
+            gain = _gain(b, a)  # flicker is not activity
             if abs(gain - 1.0) > 0.01:
-                b = cv2.convertScaleAbs(b, alpha=min(2.0, max(0.5, gain)))
+                b = cv2.convertScaleAbs(b, alpha=gain)
             act += cv2.absdiff(a, b)
         act /= len(pairs)
         # Activity is compared between the blob's neighbourhood (limbs, head and tail move
@@ -396,22 +411,19 @@ class BackgroundDetector(DetectorBase):
             out[..., c][best_reg] = floors[c][best_reg]
         return out
 
-    def _background(self, small: np.ndarray) -> tuple[np.ndarray, float, float]:
-        """Background (h, w, C) uint8, its gray median and the threshold floor."""
+    def _background(self, small: np.ndarray) -> tuple[np.ndarray, float]:
+        """Background (h, w, C) uint8 and the threshold floor."""
         n = small.shape[0]
         idx = np.unique(np.linspace(0, n - 1, min(self.bg_samples, n)).round().astype(np.int64))
         samples = small[idx]
         bg = np.median(samples, axis=0).round().astype(np.uint8)
-        bg_med = _hist_median(np.ascontiguousarray(bg[..., 0]))
-        floor = self._floor(small, idx, bg, bg_med)
+        floor = self._floor(small, idx, bg)
         if not self.repair_background or len(idx) < 3:
-            return bg, bg_med, floor
-        bg = self._repair(samples, bg, self._sample_blobs(small, idx, bg, bg_med, floor))
-        bg_med = _hist_median(np.ascontiguousarray(bg[..., 0]))
-        floor = self._floor(small, idx, bg, bg_med)
+            return bg, floor
+        bg = self._repair(samples, bg, self._sample_blobs(small, idx, bg, floor))
+        floor = self._floor(small, idx, bg)
         bg = self._resting_animal(small, bg, floor)
-        bg_med = _hist_median(np.ascontiguousarray(bg[..., 0]))
-        return bg, bg_med, floor
+        return bg, floor
 
     def _min_area(self, hs: int, ws: int) -> int:
         return max(6, int(round(self.min_area_frac * hs * ws)))
@@ -439,7 +451,7 @@ class BackgroundDetector(DetectorBase):
         if n == 0:
             return empty_boxes(0)
         hs, ws = small.shape[1:3]
-        bg, bg_med, floor = self._background(small)
+        bg, floor = self._background(small)
         bg_chans = [np.ascontiguousarray(bg[..., c]) for c in range(bg.shape[2])]
         min_area = self._min_area(hs, ws)
         sx, sy = W / ws, H / hs
@@ -447,7 +459,7 @@ class BackgroundDetector(DetectorBase):
         last: np.ndarray | None = None
         since = 0
         for i in range(n):
-            d, chans = self._diff(small[i], bg, bg_med)
+            d, chans = self._diff(small[i], bg)
             blob = self._blob(d, chans, bg_chans, floor, min_area)
             if blob is not None:
                 x, y, w, h, score = blob

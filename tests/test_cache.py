@@ -66,6 +66,43 @@ def test_second_run_reuses_everything_and_a_new_video_computes_alone(tmp_path, t
     assert third["windows_per_class"]["Self-Grooming"] > first["windows_per_class"]["Self-Grooming"]
 
 
+def test_a_new_detector_version_does_not_reuse_boxes_the_old_code_cached(tmp_path, training_data, monkeypatch):
+    from mvd.background import BackgroundDetector
+
+    cache = tmp_path / "cache"
+    cfg = _cfg(str(cache))
+    run_ingest(str(training_data), cfg, tmp_path / "m")
+    assert run_bbox_crop(tmp_path / "m", cfg, tmp_path / "c1")["cache"]["boxes"]["computed"] == 6
+    monkeypatch.setattr(BackgroundDetector, "VERSION", BackgroundDetector.VERSION + 1)
+    again = run_bbox_crop(tmp_path / "m", cfg, tmp_path / "c2")
+    assert again["cache"]["boxes"]["computed"] == 6 and again["cache"]["videos_reused"] == 0
+
+
+def test_a_video_the_detector_barely_finds_is_named(tmp_path, training_data, monkeypatch, caplog):
+    from mvd.background import BackgroundDetector
+
+    real = BackgroundDetector.detect_video
+
+    def lose_one(self, path):
+        boxes = real(self, path)
+        if "g1" in str(path):
+            boxes[: int(0.7 * len(boxes))] = np.nan
+        return boxes
+
+    monkeypatch.setattr(BackgroundDetector, "detect_video", lose_one)
+    cfg = _cfg("", **{"data.crop_workers": 1})  # in this process, where the detector is patched
+    run_ingest(str(training_data), cfg, tmp_path / "m")
+    with caplog.at_level("WARNING"):
+        r = run_bbox_crop(tmp_path / "m", cfg, tmp_path / "c")
+    lost = [v for v in r["boxes"] if "g1" in v]
+    assert lost and all(r["boxes"][v]["detected"] < 0.5 for v in lost)
+    warned = [m for m in caplog.messages if "found the mouse in only" in m]
+    # every video under half, and only those, is named, with what to do
+    low = sorted(v for v, b in r["boxes"].items() if b["detected"] < 0.5)
+    assert sorted(next(v for v in r["boxes"] if f" {v}:" in m) for m in warned) == low
+    assert all("mar boxes" in m for m in warned)
+
+
 def test_clip_rules_change_cuts_only_missing_clips_and_matches_a_cold_run(tmp_path, make_project):
     root = make_project(tmp_path / "proj", [
         ("ds", "a.mp4", [("Self-Grooming", 40, 69)], 150, 1),

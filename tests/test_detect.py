@@ -111,6 +111,20 @@ def test_boxes_match_truth(tmp_path, scene):
     assert ((s > 0) & (s <= 1)).all()
 
 
+def test_arena_that_fills_half_the_frame_does_not_throw_the_lighting_correction(tmp_path):
+    """A dark round floor covering just over half of a lighter frame: the frame's median grey
+    sits between the two, so the animal covering a little floor moves it far. The lighting
+    correction must follow the arena's brightness, not that median."""
+    yy, xx = np.mgrid[:H, :W]
+    frac = {r: float(((xx - W / 2) ** 2 + (yy - H / 2) ** 2 <= r * r).mean()) for r in np.arange(50, 70, 0.05)}
+    r = min((r for r, f in frac.items() if f >= 0.505), key=lambda r: frac[r])  # just over half the frame
+    floor = np.where((((xx - W / 2) ** 2 + (yy - H / 2) ** 2) <= r * r)[..., None], 35.0, 85.0) * np.ones(3)
+    frames, truth = _render(floor, (215, 215, 210), "moving", seed=5, noise=3.0, flicker=0.03)
+    boxes = detect_video(_write_h264(tmp_path / "half.mp4", frames))
+    ious = np.array([_iou(b, t) if np.isfinite(b[:4]).all() else 0.0 for b, t in zip(boxes, truth)])
+    assert (ious >= 0.6).mean() >= 0.9, f"IoU >= 0.6 on only {(ious >= 0.6).mean():.0%} of frames"
+
+
 def _render_in_place(moving_head: bool, seed: int = 11):
     """A body that never leaves its spot; with ``moving_head`` its angle and a head circle move."""
     rng = np.random.default_rng(seed)

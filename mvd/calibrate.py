@@ -3,7 +3,8 @@
 After training, the sliding window labels whole validation videos (never test videos); for
 every action class a small grid of rules (:class:`mvd.postprocess.ClassRule`: threshold,
 smoothing, gap filling, minimum duration) is tried on those videos, and the rule with the best
-event F1 wins, count error (|Σpred − Σtrue| / Σtrue) breaking ties, then frame F1. Event F1 here
+event F1 wins, count error (|Σpred − Σtrue| / Σtrue) breaking ties, then frame F1; among rules
+that tie, the middle one (:func:`_robust_best`). Event F1 here
 is the mean of the F1 under the hit rule (a prediction near an event counts it) and the F1 at
 IoU ≥ 0.5 (a prediction that also spans the event): the hit rule alone rewards bouts smeared
 over seconds, which count right and time wrong. A class whose readout is its count alone (head
@@ -117,17 +118,34 @@ def _key(sc: _Score, objective: str) -> tuple[float, float, float]:
     return round(primary, 9), -round(sc.count_error, 9), round(sc.frame_f1, 9)
 
 
+FRAME_F1_TIE = 0.005  # frame F1 this close to the best is a tie: a few frames of a few videos
+
+
 def _robust_best(scores: Mapping[ClassRule, tuple[float, float, float]]) -> ClassRule:
-    """The best-scoring rule; among ties, the middle threshold of the widest plateau (the
-    smoothing / gap / duration setting for which most thresholds score best), so the rule is not
-    fitted to the edge of what worked on the validation videos."""
+    """The best-scoring rule, chosen away from the edges of what worked on the validation videos.
+
+    Rules tie when their objective F1 and count error equal the best and their frame F1 is within
+    ``FRAME_F1_TIE`` of it (a frame F1 a thousandth higher is a few frames, not evidence). Among the
+    tied rules, the smoothing / gap / duration setting for which most thresholds tie (the widest
+    plateau) wins, with the middle threshold of its plateau; among equally wide settings, the one
+    nearest the middle of them in smoothing, gap and duration. When classes separate cleanly on the
+    validation videos many rules score alike, and the least processing among them (no gap filled,
+    no minimum duration) fragments bouts on new videos that the middle of the plateau keeps whole."""
     top = max(scores.values())
     plateaus: dict[tuple[float, float, float], list[float]] = {}
     for r, sc in scores.items():
-        if sc == top:
+        if sc[:2] == top[:2] and sc[2] >= top[2] - FRAME_F1_TIE:
             plateaus.setdefault((r.smooth_s, r.merge_gap_s, r.min_duration_s), []).append(r.threshold)
-    (sm, gap, mn), thrs = max(plateaus.items(), key=lambda kv: (len(kv[1]), -kv[0][0], -kv[0][1], -kv[0][2]))
-    thrs = sorted(thrs)
+    widest = max(len(t) for t in plateaus.values())
+    tied = sorted(setting for setting, thrs in plateaus.items() if len(thrs) == widest)
+    values = [sorted({setting[d] for setting in tied}) for d in range(3)]
+    centre = [float(np.median([values[d].index(setting[d]) for setting in tied])) for d in range(3)]
+
+    def off_centre(setting: tuple[float, float, float]) -> float:
+        return sum(abs(values[d].index(setting[d]) - centre[d]) / len(values[d]) for d in range(3))
+
+    sm, gap, mn = min(tied, key=lambda setting: (off_centre(setting), setting))
+    thrs = sorted(plateaus[sm, gap, mn])
     peak = next(iter(scores)).peak_threshold  # the same for every rule of the grid
     return ClassRule(threshold=thrs[(len(thrs) - 1) // 2], smooth_s=sm, min_duration_s=mn, merge_gap_s=gap,
                      peak_threshold=peak)

@@ -239,6 +239,33 @@ def test_calibration_keeps_pinned_values_and_defaults_for_rare_classes():
     assert post.rules[T].min_duration_s == 0.04 and report[T]["pinned"] == ["min_duration_s"]
 
 
+def test_when_many_rules_fit_the_validation_videos_the_middle_one_is_chosen():
+    """Grooming that the model separates cleanly on the validation videos: every threshold, gap and
+    minimum duration of the grid scores alike there. The least processing among them (no gap filled)
+    splits a bout with a short dip on a new video in two; the rule from the middle of the tied ones
+    keeps it whole."""
+    fps, n = 30.0, 600
+    vids = []
+    for v in range(4):
+        p = np.zeros((n, 3))
+        p[:, 0] = 0.95
+        p[:, 1] = 0.05
+        bouts = []
+        for s in (60 + 10 * v, 250, 430):
+            p[s:s + 60, 1], p[s:s + 60, 0] = 0.9, 0.1
+            bouts.append(Bout(1, s, s + 59))
+        vids.append(ValVideo(f"v{v}", p, bouts, fps))
+    post, report = fit_postprocess(vids, LABELS)
+    rule = post.rules[G]
+    assert report[G]["val_event_f1"] == 1.0 and report[G]["val_count_total_error"] == 0.0
+    assert rule.merge_gap_s > 0 and 0.2 < rule.threshold < 0.8
+    new = np.zeros((n, 3))
+    new[:, 0], new[:, 1] = 0.95, 0.05
+    new[100:200, 1], new[100:200, 0] = 0.9, 0.1
+    new[149:151, 1], new[149:151, 0] = 0.02, 0.98  # the animal pauses for two frames mid-bout
+    assert [b.label for b in post.apply(new, fps).bouts] == [1]
+
+
 # ----------------------------------------------------------------------------- the card's contract
 
 

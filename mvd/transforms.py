@@ -65,7 +65,9 @@ def square_views(x: torch.Tensor, n: int) -> torch.Tensor:
         return x
     if x.shape[-1] != x.shape[-2]:
         raise ValueError(f"views of a square need square input, got {tuple(x.shape[-2:])}")
-    views = [x, x.flip(-1), x.flip(-2), x.flip(-2, -1)][:n]
+    views = [x, x.flip(-1)]
+    if n >= 4:
+        views += [x.flip(-2), x.flip(-2, -1)]
     if n == 8:
         views += [v.transpose(-2, -1) for v in views]
     return torch.cat(views)

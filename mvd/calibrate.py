@@ -11,11 +11,12 @@ over seconds, which count right and time wrong. A class whose readout is its cou
 twitches in an HTR assay) may be fitted to the hit-rule F1 instead (objective ``counts``): its
 bouts then count better and are timed worse. The grid is drawn from the class's own annotated bouts on the validation videos
 (short-end bout duration, typical gap), so the same code fits twitches of 0.1 s and grooming
-bouts of minutes, at any frame rate. A second, smaller search then tries hysteresis on the winning
-smoothing, gap and duration: every pair of a lower ``threshold`` (where a bout starts and ends)
-and a higher ``peak_threshold`` (which a bout must reach), kept only when it scores better than
-the single threshold. Values pinned in the configuration are kept as given and
-the rest are fitted around them.
+bouts of minutes, at any frame rate. Every smoothing, gap and duration is tried with one threshold
+and with hysteresis: each pair of a lower ``threshold`` (where a bout starts and ends) and a
+higher ``peak_threshold`` (which a bout must reach). The two work together: the rule that is best
+with one threshold often leans on smoothing or a minimum duration to drop idle blips, which drops
+the shortest events too, while a peak drops the blips and keeps them. Values pinned in the
+configuration are kept as given and the rest are fitted around them.
 """
 
 from __future__ import annotations
@@ -95,10 +96,14 @@ def _score_class(videos: Sequence[ValVideo], k: int, rule: ClassRule, tol_s: flo
             cache["truth", v] = (truths, np.concatenate(([0], np.cumsum(tmask))))
         truths, ctrue = cache["truth", v]
         s, e = class_runs(ps, fps, rule, base=cache[v, width, rule.threshold])
-        preds = [Bout(k, int(a), int(b), float((csum[b + 1] - csum[a]) / (b - a + 1))) for a, b in zip(s, e)]
-        tp += sum(match_hit(preds, truths, tol_s * fps))
-        tp_iou += sum(match_iou(preds, truths, EVENT_IOU))
-        n_pred += len(preds)
+        found = ("match", v, s.tobytes(), e.tobytes())  # many rules give the same bouts: match them once
+        if found not in cache:
+            preds = [Bout(k, int(a), int(b), float((csum[b + 1] - csum[a]) / (b - a + 1))) for a, b in zip(s, e)]
+            cache[found] = (sum(match_hit(preds, truths, tol_s * fps)), sum(match_iou(preds, truths, EVENT_IOU)))
+        hit, hit_iou = cache[found]
+        tp += hit
+        tp_iou += hit_iou
+        n_pred += len(s)
         n_true += len(truths)
         # frame overlap of the predicted runs (disjoint) with the annotated frames
         f_tp += int((ctrue[e + 1] - ctrue[s]).sum())
@@ -126,55 +131,32 @@ def _robust_best(scores: Mapping[ClassRule, tuple[float, float, float]]) -> Clas
 
     Rules tie when their objective F1 and count error equal the best and their frame F1 is within
     ``FRAME_F1_TIE`` of it (a frame F1 a thousandth higher is a few frames, not evidence). Among the
-    tied rules, the smoothing / gap / duration setting for which most thresholds tie (the widest
-    plateau) wins, with the middle threshold of its plateau; among equally wide settings, the one
-    nearest the middle of them in smoothing, gap and duration. When classes separate cleanly on the
-    validation videos many rules score alike, and the least processing among them (no gap filled,
-    no minimum duration) fragments bouts on new videos that the middle of the plateau keeps whole."""
+    tied rules, one threshold is kept unless only hysteresis pairs tie, and the smoothing / gap /
+    duration / peak setting for which most thresholds tie (the widest plateau) wins, with the middle threshold of its plateau; among equally wide settings, the
+    one nearest the middle of them in smoothing, gap, duration and peak. When classes separate cleanly
+    on the validation videos many rules score alike, and the least processing among them (no gap
+    filled, no minimum duration) fragments bouts on new videos that the middle of the plateau keeps
+    whole."""
     top = max(scores.values())
-    plateaus: dict[tuple[float, float, float], list[float]] = {}
-    for r, sc in scores.items():
-        if sc[:2] == top[:2] and sc[2] >= top[2] - FRAME_F1_TIE:
-            plateaus.setdefault((r.smooth_s, r.merge_gap_s, r.min_duration_s), []).append(r.threshold)
+    best = [r for r, sc in scores.items() if sc[:2] == top[:2] and sc[2] >= top[2] - FRAME_F1_TIE]
+    if any(r.peak_threshold <= r.threshold for r in best):  # hysteresis only where it scores better
+        best = [r for r in best if r.peak_threshold <= r.threshold]
+    plateaus: dict[tuple[float, ...], list[float]] = {}
+    for r in best:
+        plateaus.setdefault((r.smooth_s, r.merge_gap_s, r.min_duration_s, r.peak_threshold), []).append(r.threshold)
     widest = max(len(t) for t in plateaus.values())
     tied = sorted(setting for setting, thrs in plateaus.items() if len(thrs) == widest)
-    values = [sorted({setting[d] for setting in tied}) for d in range(3)]
-    centre = [float(np.median([values[d].index(setting[d]) for setting in tied])) for d in range(3)]
+    dims = range(len(tied[0]))
+    values = [sorted({setting[d] for setting in tied}) for d in dims]
+    centre = [float(np.median([values[d].index(setting[d]) for setting in tied])) for d in dims]
 
-    def off_centre(setting: tuple[float, float, float]) -> float:
-        return sum(abs(values[d].index(setting[d]) - centre[d]) / len(values[d]) for d in range(3))
+    def off_centre(setting: tuple[float, ...]) -> float:
+        return sum(abs(values[d].index(setting[d]) - centre[d]) / len(values[d]) for d in dims)
 
-    sm, gap, mn = min(tied, key=lambda setting: (off_centre(setting), setting))
-    thrs = sorted(plateaus[sm, gap, mn])
-    peak = next(iter(scores)).peak_threshold  # the same for every rule of the grid
+    sm, gap, mn, peak = min(tied, key=lambda setting: (off_centre(setting), setting))
+    thrs = sorted(plateaus[sm, gap, mn, peak])
     return ClassRule(threshold=thrs[(len(thrs) - 1) // 2], smooth_s=sm, min_duration_s=mn, merge_gap_s=gap,
                      peak_threshold=peak)
-
-
-def _fit_hysteresis(videos: Sequence[ValVideo], k: int, plain: ClassRule, pin: Mapping[str, float],
-                    plain_score: tuple[float, float, float], tol_s: float, cache: dict,
-                    objective: str) -> ClassRule:
-    """``plain`` with a (threshold, peak_threshold) pair in place of its single threshold when a pair
-    scores strictly better on the validation videos; among equal pairs, the narrowest, then the
-    middle one. Pinned values stay as given."""
-    if "peak_threshold" in pin:
-        return plain
-    lows = [float(pin["threshold"])] if "threshold" in pin else list(THRESHOLDS)
-    pairs: dict[tuple[float, float], tuple[float, float, float]] = {}
-    for lo in lows:
-        for hi in THRESHOLDS:
-            if hi > lo:
-                rule = ClassRule(threshold=lo, smooth_s=plain.smooth_s, min_duration_s=plain.min_duration_s,
-                                 merge_gap_s=plain.merge_gap_s, peak_threshold=hi)
-                pairs[(lo, hi)] = _key(_score_class(videos, k, rule, tol_s, cache), objective)
-    if not pairs or max(pairs.values()) <= plain_score:
-        return plain
-    top = max(pairs.values())
-    tied = sorted((hi - lo, lo, hi) for (lo, hi), v in pairs.items() if v == top)
-    narrow = [t for t in tied if t[0] == tied[0][0]]
-    _, lo, hi = narrow[(len(narrow) - 1) // 2]
-    return ClassRule(threshold=lo, smooth_s=plain.smooth_s, min_duration_s=plain.min_duration_s,
-                     merge_gap_s=plain.merge_gap_s, peak_threshold=hi)
 
 
 def fit_postprocess(
@@ -237,13 +219,16 @@ def fit_postprocess(
         scores: dict[ClassRule, tuple[float, float, float]] = {}
         for sm in grid["smooth_s"]:
             for thr in grid["threshold"]:
-                for gap in grid["merge_gap_s"]:
-                    for mn in grid["min_duration_s"]:
-                        rule = ClassRule(threshold=thr, smooth_s=sm, min_duration_s=mn, merge_gap_s=gap,
-                                         peak_threshold=float(pin.get("peak_threshold", 0.0)))
-                        scores[rule] = _key(_score_class(videos, k, rule, hit_tolerance_s, cache), objective)
+                # one threshold (peak 0), or hysteresis: every higher peak a bout must reach
+                peaks = ([float(pin["peak_threshold"])] if "peak_threshold" in pin
+                         else [0.0] + [hi for hi in THRESHOLDS if hi > thr])
+                for peak in peaks:
+                    for gap in grid["merge_gap_s"]:
+                        for mn in grid["min_duration_s"]:
+                            rule = ClassRule(threshold=thr, smooth_s=sm, min_duration_s=mn, merge_gap_s=gap,
+                                             peak_threshold=peak)
+                            scores[rule] = _key(_score_class(videos, k, rule, hit_tolerance_s, cache), objective)
         best = _robust_best(scores)
-        best = _fit_hysteresis(videos, k, best, pin, scores[best], hit_tolerance_s, cache, objective)
         sc = _score_class(videos, k, best, hit_tolerance_s, cache)
         rules[name] = best
         source[name] = "config" if set(pin) == set(RULE_KEYS) else "fitted"
@@ -251,7 +236,7 @@ def fit_postprocess(
                         "val_event_f1": sc.event_f1, "val_event_hit_f1": sc.hit_f1,
                         f"val_event_iou{EVENT_IOU:g}_f1": sc.iou_f1, "val_count_total_error": sc.count_error,
                         "val_frame_f1": sc.frame_f1,
-                        "pinned": sorted(pin), "grid_size": int(np.prod([len(g) for g in grid.values()])),
+                        "pinned": sorted(pin), "grid_size": len(scores),
                         "hysteresis": best.peak_threshold > best.threshold}
         logger.info("calibration: %s -> %s (validation: hit F1 %.3f, IoU≥%g F1 %.3f, count error %.3f, frame F1 %.3f)",
                     name, best, sc.hit_f1, EVENT_IOU, sc.iou_f1, sc.count_error, sc.frame_f1)

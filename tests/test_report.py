@@ -126,6 +126,7 @@ def test_report_html(tmp_path):
     assert "<title>Bench &lt;test&gt;</title>" in text
     assert "vit_small" in text and "v3" in text and "2025-01-02" in text
     assert "x &lt; y &amp; z" in text
+    assert "test time views" not in text  # one view: nothing to explain
     for name in LABELS + result["video_names"]:
         assert name in text
 
@@ -285,3 +286,11 @@ def test_confusion_png_and_colors(tmp_path):
     colors = class_colors(LABELS)
     assert colors[0] == IDLE_COLOR and len(set(colors)) == 3
     assert class_colors(LABELS + ["extra"])[:3] == colors  # fixed per class index
+
+
+def test_report_explains_test_time_views(tmp_path):
+    result, truth, probs, fps = _evaluate()
+    out = write_report(tmp_path / "report.html", result, probs=probs, true_labels=truth, fps=fps,
+                       title="Bench", model_info={"arch": "vit_tiny", "test_time_views": 4})
+    how = out.read_text(encoding="utf-8").split("<h2>How to read this</h2>")[1].split("<h2>")[0]
+    assert "seen in 4 orientations" in how and "mean over them" in how

@@ -109,7 +109,8 @@ def _model_section(result: Mapping[str, Any], model_info: Mapping[str, Any] | No
     return f'<h2>Model</h2><dl class="info">{items}</dl>'
 
 
-def _how_to_read(result: Mapping[str, Any], num_frames: int, duration_s: float) -> str:
+def _how_to_read(result: Mapping[str, Any], num_frames: int, duration_s: float,
+                 model_info: Mapping[str, Any] | None = None) -> str:
     ev = result["events"]
     crits = ", ".join(c for c in ev["criteria"] if c != "hit")
     post = result.get("postprocess") or {}
@@ -132,6 +133,12 @@ def _how_to_read(result: Mapping[str, Any], num_frames: int, duration_s: float) 
         "per-video counts; Bland–Altman bias is the mean of predicted − true, with 95% limits.",
         "“—” means undefined (e.g. a class that neither occurs nor is predicted).",
     ]
+    views = int((model_info or {}).get("test_time_views", 1) or 1)
+    if views > 1:
+        parts.insert(1, f"Each window was seen in {views} orientations (<b>test time views</b>: the crop as it is, "
+                        "flipped" + (" and turned" if views > 2 else "") + "; the model learnt every orientation, as a "
+                        "top-view animal may face any way) and its class probabilities are the mean over them; "
+                        "<code>mar predict</code> with this model does the same.")
     out = "<h2>How to read this</h2>" + "".join(f'<p class="note">{p}</p>' for p in parts)
     return out + _postprocess_section(post)
 
@@ -338,7 +345,7 @@ def write_report(
         f"<h1>{_e(title)}</h1>",
         f'<p class="note">Benchmark report, generated {_e(generated)}.</p>',
         _model_section(result, model_info, generated),
-        _how_to_read(result, num_frames, total_s),
+        _how_to_read(result, num_frames, total_s, model_info),
         _headline(result),
         _frame_section(result),
         _event_section(result),

@@ -371,3 +371,32 @@ def test_hysteresis_is_searched_with_every_smoothing_gap_and_duration():
                           min_duration_s=float(rng.choice(_grid_seconds(MIN_DURATION_FRACTIONS, d_short, fps))),
                           merge_gap_s=float(rng.choice(_grid_seconds(GAP_FRACTIONS, g_ref, fps))))
         assert _event_f1(vids, PostProcess(LABELS, {T: other})) <= fitted + 1e-9, other
+
+
+def test_minimum_duration_keeps_events_shorter_than_the_validation_videos_shortest():
+    """Validation twitches last 4–8 frames and idle flickers 1 frame. Any minimum duration from 2 to 4
+    frames drops the flickers there; one at the validation videos' short end would also drop the
+    sure 2-frame twitches of a new video. The grid stops at half the short end."""
+    fps, rng = 30.0, np.random.default_rng(0)
+    vids = []
+    for v in range(3):
+        n = int(20 * fps)
+        pt = np.full(n, 0.02)
+        truth = []
+        for i in range(6):
+            s = int((1.5 + 3 * i) * fps)
+            d = int(rng.integers(4, 9))
+            pt[s:s + d] = 0.9
+            truth.append(Bout(2, s, s + d - 1))
+            pt[s + int(1.5 * fps)] = 0.9  # a one-frame flicker
+        p = np.stack([1 - pt - 0.01, np.full(n, 0.01), pt], axis=1)
+        vids.append(ValVideo(f"v{v}", p, truth, fps))
+    post, report = fit_postprocess(vids, LABELS)
+    assert report[T]["val_event_f1"] == 1.0
+    # a new video: six sure twitches of 2 frames (0.067 s)
+    pt = np.full(int(20 * fps), 0.02)
+    for i in range(6):
+        s = int((1.5 + 3 * i) * fps)
+        pt[s:s + 2] = 0.9
+    p = np.stack([1 - pt - 0.01, np.full(len(pt), 0.01), pt], axis=1)
+    assert sum(b.label == 2 for b in post.apply(p, fps).bouts) == 6, post.rules[T]

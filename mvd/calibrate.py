@@ -135,11 +135,11 @@ def _robust_best(scores: Mapping[ClassRule, tuple[float, float, float]]) -> Clas
     Rules tie when their objective F1 and count error equal the best and their frame F1 is within
     ``FRAME_F1_TIE`` of it (a frame F1 a thousandth higher is a few frames, not evidence). Among the
     tied rules, one threshold is kept unless only hysteresis pairs tie, and the smoothing / gap /
-    duration / peak setting for which most thresholds tie (the widest plateau) wins, with the middle threshold of its plateau; among equally wide settings, the
-    one nearest the middle of them in smoothing, gap, duration and peak. When classes separate cleanly
-    on the validation videos many rules score alike, and the least processing among them (no gap
-    filled, no minimum duration) fragments bouts on new videos that the middle of the plateau keeps
-    whole."""
+    duration / peak setting for which most thresholds tie (the widest plateau) wins, with the middle
+    threshold of its plateau; among equally wide settings, the one nearest the middle of them in
+    smoothing, gap, duration and peak. When classes separate cleanly on the validation videos many
+    rules score alike, and the least processing among them (no gap filled, no minimum duration)
+    fragments bouts on new videos that the middle of the plateau keeps whole."""
     top = max(scores.values())
     best = [r for r, sc in scores.items() if sc[:2] == top[:2] and sc[2] >= top[2] - FRAME_F1_TIE]
     if any(r.peak_threshold <= r.threshold for r in best):  # hysteresis only where it scores better

@@ -65,6 +65,26 @@ def _grid_seconds(fractions: Sequence[float], ref_s: float, fps: float) -> list[
     return [f / fps for f in frames]
 
 
+def rule_grid(videos: Sequence[ValVideo], k: int) -> dict[str, list[float]]:
+    """The values tried per rule key for class ``k``, drawn from its annotated bouts on ``videos``:
+    smoothing from the median duration, minimum duration from the short end (10th percentile),
+    gap from the shorter of the median duration and the short-end gap between bouts."""
+    fps = float(np.median([v.fps for v in videos]))
+    dur = np.array([(b.end - b.start + 1) / v.fps for v in videos for b in v.truth if b.label == k])
+    gaps = []
+    for v in videos:
+        own = sorted((b for b in v.truth if b.label == k), key=lambda b: b.start)
+        gaps += [(b2.start - b1.end - 1) / v.fps for b1, b2 in zip(own, own[1:])]
+    d_med, d_short = float(np.median(dur)), float(np.percentile(dur, 10))
+    g_ref = min(d_med, float(np.percentile(gaps, 10))) if gaps else d_med
+    return {
+        "threshold": list(THRESHOLDS),
+        "smooth_s": _grid_seconds(SMOOTH_FRACTIONS, d_med, fps),
+        "min_duration_s": _grid_seconds(MIN_DURATION_FRACTIONS, d_short, fps),
+        "merge_gap_s": _grid_seconds(GAP_FRACTIONS, g_ref, fps),
+    }
+
+
 EVENT_IOU = 0.5  # the IoU criterion averaged with the hit rule into the event F1 that is maximised
 
 
@@ -201,20 +221,7 @@ def fit_postprocess(
             source[name] = "config" if pin else "default"
             report[name] = {"status": "default", "reason": reason, "val_events": len(truths)}
             continue
-        fps = float(np.median([v.fps for v in videos]))
-        dur = np.array([(b.end - b.start + 1) / v.fps for v in videos for b in v.truth if b.label == k])
-        gaps = []
-        for v in videos:
-            own = sorted((b for b in v.truth if b.label == k), key=lambda b: b.start)
-            gaps += [(b2.start - b1.end - 1) / v.fps for b1, b2 in zip(own, own[1:])]
-        d_med, d_short = float(np.median(dur)), float(np.percentile(dur, 10))
-        g_ref = min(d_med, float(np.percentile(gaps, 10))) if gaps else d_med
-        grid = {
-            "threshold": list(THRESHOLDS),
-            "smooth_s": _grid_seconds(SMOOTH_FRACTIONS, d_med, fps),
-            "min_duration_s": _grid_seconds(MIN_DURATION_FRACTIONS, d_short, fps),
-            "merge_gap_s": _grid_seconds(GAP_FRACTIONS, g_ref, fps),
-        }
+        grid = rule_grid(videos, k)
         for key, value in pin.items():
             if key in grid:
                 grid[key] = [float(value)]

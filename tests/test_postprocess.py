@@ -6,15 +6,7 @@ import numpy as np
 import pytest
 
 from mvd.bouts import Bout, bouts_from_labels
-from mvd.calibrate import (
-    GAP_FRACTIONS,
-    MIN_DURATION_FRACTIONS,
-    SMOOTH_FRACTIONS,
-    THRESHOLDS,
-    ValVideo,
-    _grid_seconds,
-    fit_postprocess,
-)
+from mvd.calibrate import THRESHOLDS, ValVideo, fit_postprocess, rule_grid
 from mvd.card import inference_spec, spec_from_config, validate_inference
 from mvd.config import ConfigError, build_config
 from mvd.metrics import match_hit, match_iou
@@ -96,7 +88,7 @@ def test_peak_threshold_keeps_whole_bouts_that_reach_it():
     pt[5:10] = 0.4
     pt[20:30] = 0.35
     pt[24:26] = 0.8
-    p = np.stack([1 - pt - 0.01, np.full(n, 0.01), pt], axis=1)
+    p = _twitch_probs(pt)
     hyst = PostProcess(LABELS, {T: ClassRule(threshold=0.3, peak_threshold=0.6)}).apply(p, 10.0)
     assert [(b.label, b.start, b.end) for b in hyst.bouts] == [(2, 20, 29)]  # the bump is dropped, the event whole
     high = PostProcess(LABELS, {T: ClassRule(threshold=0.6)}).apply(p, 10.0)
@@ -131,6 +123,11 @@ def test_round_trip_and_bad_rules():
 
 
 # ----------------------------------------------------------------------------- calibration
+
+
+def _twitch_probs(pt: np.ndarray) -> np.ndarray:
+    """(N, 3) probabilities from a twitch probability per frame: grooming 0.01, idle the rest."""
+    return np.stack([1 - pt - 0.01, np.full(len(pt), 0.01), pt], axis=1)
 
 
 def _val_videos(fps: float, n_videos: int = 4, seed: int = 0) -> list[ValVideo]:
@@ -194,7 +191,7 @@ def test_calibration_takes_hysteresis_only_when_it_scores_better():
             truth.append(Bout(2, s, e))
             b = s + int(3 * fps)
             pt[b:b + 9] = 0.45
-        p = np.stack([1 - pt - 0.01, np.full(n, 0.01), pt], axis=1)
+        p = _twitch_probs(pt)
         vids.append(ValVideo(f"v{v}", p, truth, fps))
     post, report = fit_postprocess(vids, LABELS)
     rule = post.rules[T]
@@ -223,7 +220,7 @@ def test_count_objective_fits_the_count_and_events_objective_the_timing():
             pt[s - 18:s + 23] = 0.35
             if i % 2 == 0:
                 pt[s:s + 5] = 0.9
-        p = np.stack([1 - pt - 0.01, np.full(n, 0.01), pt], axis=1)
+        p = _twitch_probs(pt)
         vids.append(ValVideo(f"v{v}", p, truth, fps))
     events, rep_e = fit_postprocess(vids, LABELS)
     counts, rep_c = fit_postprocess(vids, LABELS, objectives={T: "counts"})
@@ -328,7 +325,7 @@ def _blip_videos(seed: int = 0, fps: float = 30.0) -> list[ValVideo]:
             truth.append(Bout(2, s, s + d - 1))
             b = s + int(1.5 * fps)
             pt[b:b + int(rng.integers(1, 6))] = rng.uniform(0.3, 0.7)
-        p = np.stack([1 - pt - 0.01, np.full(n, 0.01), pt], axis=1)
+        p = _twitch_probs(pt)
         vids.append(ValVideo(f"v{v}", p, truth, fps))
     return vids
 
@@ -357,19 +354,15 @@ def test_hysteresis_is_searched_with_every_smoothing_gap_and_duration():
     assert report[T]["hysteresis"] and rule.peak_threshold > rule.threshold
     fitted = _event_f1(vids, post)
     assert fitted == pytest.approx(report[T]["val_event_f1"]) and fitted > 0.92
-    # the grid the search draws from (``mvd.calibrate``), sampled: none of its rules scores higher
-    fps = 30.0
-    dur = [(b.end - b.start + 1) / fps for v in vids for b in v.truth]
-    d_med, d_short = float(np.median(dur)), float(np.percentile(dur, 10))
-    gaps = [(b.start - a.end - 1) / fps for v in vids for a, b in zip(v.truth, v.truth[1:])]
-    g_ref = min(d_med, float(np.percentile(gaps, 10)))
+    # the grid the search draws from, sampled: none of its rules scores higher
+    grid = rule_grid(vids, 2)
     rng = np.random.default_rng(1)
     for _ in range(150):
-        thr = float(rng.choice(THRESHOLDS))
+        thr = float(rng.choice(grid["threshold"]))
         other = ClassRule(threshold=thr, peak_threshold=float(rng.choice([0.0, *[t for t in THRESHOLDS if t > thr]])),
-                          smooth_s=float(rng.choice(_grid_seconds(SMOOTH_FRACTIONS, d_med, fps))),
-                          min_duration_s=float(rng.choice(_grid_seconds(MIN_DURATION_FRACTIONS, d_short, fps))),
-                          merge_gap_s=float(rng.choice(_grid_seconds(GAP_FRACTIONS, g_ref, fps))))
+                          smooth_s=float(rng.choice(grid["smooth_s"])),
+                          min_duration_s=float(rng.choice(grid["min_duration_s"])),
+                          merge_gap_s=float(rng.choice(grid["merge_gap_s"])))
         assert _event_f1(vids, PostProcess(LABELS, {T: other})) <= fitted + 1e-9, other
 
 
@@ -389,7 +382,7 @@ def test_minimum_duration_keeps_events_shorter_than_the_validation_videos_shorte
             pt[s:s + d] = 0.9
             truth.append(Bout(2, s, s + d - 1))
             pt[s + int(1.5 * fps)] = 0.9  # a one-frame flicker
-        p = np.stack([1 - pt - 0.01, np.full(n, 0.01), pt], axis=1)
+        p = _twitch_probs(pt)
         vids.append(ValVideo(f"v{v}", p, truth, fps))
     post, report = fit_postprocess(vids, LABELS)
     assert report[T]["val_event_f1"] == 1.0
@@ -398,5 +391,5 @@ def test_minimum_duration_keeps_events_shorter_than_the_validation_videos_shorte
     for i in range(6):
         s = int((1.5 + 3 * i) * fps)
         pt[s:s + 2] = 0.9
-    p = np.stack([1 - pt - 0.01, np.full(len(pt), 0.01), pt], axis=1)
+    p = _twitch_probs(pt)
     assert sum(b.label == 2 for b in post.apply(p, fps).bouts) == 6, post.rules[T]

@@ -77,10 +77,13 @@ def windows_settings(rec: VideoRecord, boxes: np.ndarray, cfg: Config, labels: l
                      target_fps: float = 0.0) -> dict[str, Any]:
     """Everything a video's cropped windows depend on besides the clips."""
     m = cfg.model
-    return {"format": CACHE_FORMAT, "target_fps": float(target_fps),
-            "boxes_sha256": hashlib.sha256(np.ascontiguousarray(boxes, dtype=np.float32).tobytes()).hexdigest(),
-            "video_frames": rec.num_frames, "input_size": m.input_size, "num_frames": m.num_frames,
-            "sampling_rate": m.sampling_rate, "pad_train": cfg.data.pad_train, "labels": list(labels)}
+    settings = {"format": CACHE_FORMAT, "target_fps": float(target_fps),
+                "boxes_sha256": hashlib.sha256(np.ascontiguousarray(boxes, dtype=np.float32).tobytes()).hexdigest(),
+                "video_frames": rec.num_frames, "input_size": m.input_size, "num_frames": m.num_frames,
+                "sampling_rate": m.sampling_rate, "pad_train": cfg.data.pad_train, "labels": list(labels)}
+    if cfg.data.crop_mode != "union":  # named only when not the original rule, so caches made before it stay valid
+        settings["crop_mode"] = cfg.data.crop_mode
+    return settings
 
 
 def _clip_key(c: Clip) -> tuple[int, int, int, int, int]:
@@ -163,7 +166,7 @@ class _Prep:
             idle = idle_index(labels)
             for k, frames, crop in stream_windows(str(self.mdir / rec.file), [w.indices for _, w in windows], boxes,
                                                   width=rec.width, height=rec.height, size=cfg.model.input_size,
-                                                  pad=cfg.data.pad_train):
+                                                  pad=cfg.data.pad_train, mode=cfg.data.crop_mode):
                 clip, w = windows[k]
                 writer.add(frames, clip_key=list(_clip_key(clip)), label=int(clip.label), start=int(w.start),
                            end=int(w.end), indices=w.indices.tolist(), event_start=int(clip.event_start),

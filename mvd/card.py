@@ -5,7 +5,7 @@ made and read by the benchmark and by ``mar predict`` alike, so both run one com
 
     "inference": {
       "window": {"num_frames": 16, "sampling_rate": 2, "stride": 16}, "target_fps": 30.0, "head": "dense",
-      "tta_views": 1, "crop_pad": 0.05, "detector": "background", "batch_size": 16,
+      "tta_views": 1, "crop_pad": 0.05, "crop_mode": "union", "detector": "background", "batch_size": 16,
       "postprocess": {"decision": "threshold", "idle": "idle",
                       "classes": {"Head/Body TWITCH": {"threshold": 0.4, "smooth_s": 0.1,
                                                        "min_duration_s": 0.07, "merge_gap_s": 0.0,
@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import TTA_VIEWS, Config, pinned_rules, window_span
+from .config import CROP_MODES, TTA_VIEWS, Config, pinned_rules, window_span
 from .labels import action_indices, idle_index
 from .postprocess import ClassRule, PostProcess
 
@@ -49,10 +49,11 @@ class InferenceSpec:
     head: str = "clip"  # the head whose output is post-processed: clip (window-wide) or dense (per frame)
     target_fps: float = 0.0  # the model's frame rate; every video is resampled to it (0 = none)
     tta_views: int = 1  # each window's softmax averaged over this many flips/transposes of its crop
+    crop_mode: str = "union"  # mvd.crop.CROP_MODES: one crop per window, or one per frame following the animal
 
     def to_dict(self) -> dict[str, Any]:
         return {"window": {"num_frames": self.num_frames, "sampling_rate": self.sampling_rate, "stride": self.stride},
-                "target_fps": self.target_fps, "head": self.head, "tta_views": self.tta_views, "crop_pad": self.crop_pad, "detector": self.detector, "batch_size": self.batch_size,
+                "target_fps": self.target_fps, "head": self.head, "tta_views": self.tta_views, "crop_pad": self.crop_pad, "crop_mode": self.crop_mode, "detector": self.detector, "batch_size": self.batch_size,
                 "postprocess": self.postprocess.to_dict(), "calibration": self.calibration}
 
 
@@ -80,6 +81,8 @@ def validate_inference(section: Any, labels: list[str], source: str = "model car
     pad = section["crop_pad"]
     if not isinstance(pad, (int, float)) or not 0 <= pad < 1:
         raise ValueError(f"{where}.crop_pad must be in [0, 1), got {pad!r}")
+    if section.get("crop_mode", "union") not in CROP_MODES:
+        raise ValueError(f"{where}.crop_mode must be one of {CROP_MODES}, got {section.get('crop_mode')!r}")
     PostProcess.from_dict(section["postprocess"], labels, where=f"{where}.postprocess")
 
 
@@ -108,7 +111,7 @@ def inference_spec(card: Mapping[str, Any], model: str = "model") -> InferenceSp
                          PostProcess.from_dict(sec["postprocess"], labels, where=f"{model}: inference.postprocess"),
                          dict(sec.get("calibration", {})), head=str(sec.get("head", "clip")),
                          target_fps=float(sec.get("target_fps", inp.get("target_fps", 0.0)) or 0.0),
-                         tta_views=int(sec.get("tta_views", 1)))
+                         tta_views=int(sec.get("tta_views", 1)), crop_mode=str(sec.get("crop_mode", "union")))
 
 
 def spec_from_config(cfg: Config, labels: list[str], target_fps: float | None = None) -> InferenceSpec:
@@ -124,4 +127,4 @@ def spec_from_config(cfg: Config, labels: list[str], target_fps: float | None = 
                          PostProcess(list(labels), rules, idle_index(labels), "threshold", source),
                          {"status": "not run"}, head="dense" if m.dense_head else "clip",
                          target_fps=float(m.target_fps if target_fps is None else target_fps),
-                         tta_views=cfg.benchmark.tta_views)
+                         tta_views=cfg.benchmark.tta_views, crop_mode=cfg.data.crop_mode)

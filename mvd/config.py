@@ -19,6 +19,7 @@ import yaml
 
 DEFAULT_LABELS = ["idle", "Self-Grooming", "Head/Body TWITCH"]
 OBJECTIVES = ("events", "counts")  # what calibration maximises per class (BenchmarkConfig.objective)
+CROP_MODES = ("union", "track")  # data.crop_mode: one crop per clip (the reference), or one per frame following the animal
 TTA_VIEWS = (1, 2, 4, 8)  # test-time views of a square crop: identity, + horizontal flip, + vertical, + transposed
 
 
@@ -54,6 +55,7 @@ class DataConfig:
     box_class: str = "mouse"
     pad_train: float = 0.10
     pad_infer: float = 0.05
+    crop_mode: str = "union"  # union: one crop per clip (the boxes' union); track: per frame, following the animal (mvd.crop)
     min_clip_s: float = 1.0
     max_clip_s: float = 5.0
     idle_min_s: float = 3.0
@@ -351,6 +353,7 @@ def validate(cfg: Config) -> None:
         (0 <= d.val_ratio < 1, "data.val_ratio must be in [0, 1)"),
         (d.crop_workers >= 0, "data.crop_workers must be ≥ 0 (0 = one per usable core)"),
         (0 <= d.pad_train < 1 and 0 <= d.pad_infer < 1, "data.pad_train/pad_infer must be in [0, 1)"),
+        (d.crop_mode in CROP_MODES, f"data.crop_mode must be one of {CROP_MODES}, got {d.crop_mode!r}"),
         (0 < d.min_clip_s <= d.max_clip_s, "need 0 < data.min_clip_s ≤ data.max_clip_s"),
         (0 < d.idle_min_s <= d.idle_max_s, "need 0 < data.idle_min_s ≤ data.idle_max_s"),
         (t.epochs >= 1, "train.epochs must be ≥ 1"),

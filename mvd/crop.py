@@ -5,6 +5,11 @@ short side to a square (centred) → pad by ``pad_frac`` of the side on each sid
 training, 0.05 for inference) → clip to the image → resize to ``size`` × ``size``. Without
 any box in those frames the crop is the full frame.
 
+``track`` (``data.crop_mode``) follows the animal instead: squares of the union rule's size,
+centred on the straight line that best fits the box centres over the clip's frames. A walking
+animal then stays put in the crop while a twitch, far quicker than the line, still moves in it;
+in the union rule's crop the whole body of a walking animal sweeps across.
+
 Boxes are ``x1, y1, x2, y2(, score)`` in original-frame pixels with ``x2``/``y2`` the right and
 bottom edges; crop boxes are integer ``(x1, y1, x2, y2)`` usable as ``frame[y1:y2, x1:x2]``.
 Clipping keeps the box inside the image, so a crop near a border can be non-square and is
@@ -19,7 +24,10 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-__all__ = ["union_box", "square_crop_box", "crop_resize", "crop_for_frames"]
+from .config import CROP_MODES
+
+__all__ = ["CROP_MODES", "union_box", "square_crop_box", "crop_resize", "crop_for_frames", "track_crop_boxes",
+           "window_crops"]
 
 
 def union_box(boxes: np.ndarray) -> np.ndarray | None:
@@ -66,9 +74,10 @@ def square_crop_box(
     return int(ox1), int(oy1), int(ox2), int(oy2)
 
 
-def crop_resize(frames: np.ndarray | Sequence[np.ndarray], crop_xyxy: Sequence[int], size: int) -> np.ndarray:
+def crop_resize(frames: np.ndarray | Sequence[np.ndarray], crop_xyxy: Sequence[int] | Sequence[Sequence[int]],
+                size: int) -> np.ndarray:
     """Crop ``frames`` (T, H, W, 3), an array or a list of equal (H, W, 3) frames (never stacked at
-    full size), to ``crop_xyxy`` and resize to (T, size, size, 3) uint8.
+    full size), to ``crop_xyxy`` (one box, or T boxes: one per frame) and resize to (T, size, size, 3) uint8.
 
     INTER_AREA when the crop shrinks in both directions, INTER_LINEAR otherwise.
     """
@@ -81,13 +90,18 @@ def crop_resize(frames: np.ndarray | Sequence[np.ndarray], crop_xyxy: Sequence[i
     if size < 1:
         raise ValueError(f"size must be >= 1, got {size}")
     H, W, _ = shape
-    x1, y1, x2, y2 = (int(v) for v in crop_xyxy)
-    if not (0 <= x1 < x2 <= W and 0 <= y1 < y2 <= H):
-        raise ValueError(f"crop {(x1, y1, x2, y2)} is empty or outside the {W}x{H} frame")
-    shrink = (x2 - x1) >= size and (y2 - y1) >= size
-    interp = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+    boxes = np.asarray(crop_xyxy, dtype=np.int64)
+    if boxes.ndim == 1:
+        boxes = np.broadcast_to(boxes, (len(f), boxes.size))
+    if boxes.shape != (len(f), 4):
+        raise ValueError(f"crop must be one (x1, y1, x2, y2) box or one per frame ({len(f)}), got shape {boxes.shape}")
     out = np.empty((len(f), size, size, 3), np.uint8)
     for t, frame in enumerate(f):
+        x1, y1, x2, y2 = (int(v) for v in boxes[t])
+        if not (0 <= x1 < x2 <= W and 0 <= y1 < y2 <= H):
+            raise ValueError(f"crop {(x1, y1, x2, y2)} is empty or outside the {W}x{H} frame")
+        shrink = (x2 - x1) >= size and (y2 - y1) >= size
+        interp = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
         part = frame[y1:y2, x1:x2]
         if part.dtype != np.uint8:
             part = np.clip(part, 0, 255).astype(np.uint8)
@@ -99,13 +113,70 @@ def crop_for_frames(
     boxes_video: np.ndarray, frame_indices: Sequence[int], frame_w: int, frame_h: int, pad_frac: float
 ) -> tuple[int, int, int, int]:
     """Crop box for a clip: union of ``boxes_video`` rows at exactly ``frame_indices`` → square → pad → clip."""
+    return square_crop_box(union_box(_rows(boxes_video, frame_indices)), frame_w, frame_h, pad_frac)
+
+
+def _rows(boxes_video: np.ndarray, frame_indices: Sequence[int]) -> np.ndarray:
+    """The ``(k, 4)`` float64 boxes of a clip's frames, the indices checked."""
     b = np.asarray(boxes_video)
     if b.ndim != 2 or b.shape[1] < 4:
         raise ValueError(f"boxes must have shape (N, 5), got {b.shape}")
     idx = np.asarray(list(frame_indices), dtype=np.int64)
     if idx.size == 0:
-        raise ValueError("crop_for_frames needs at least one frame index")
+        raise ValueError("a clip's crop needs at least one frame index")
     bad = idx[(idx < 0) | (idx >= len(b))]
     if bad.size:
         raise IndexError(f"frame {int(bad[0])} is outside the {len(b)} frames that have boxes")
-    return square_crop_box(union_box(b[idx]), frame_w, frame_h, pad_frac)
+    return b[idx, :4].astype(np.float64)
+
+
+def track_crop_boxes(
+    boxes_video: np.ndarray, frame_indices: Sequence[int], frame_w: int, frame_h: int, pad_frac: float
+) -> list[tuple[int, int, int, int]]:
+    """One crop box per frame of a clip that follows the animal (``data.crop_mode=track``).
+
+    Every box is a square centred on the least-squares line through the box centres against the
+    frame's place in the clip, so steady walking is taken out and quick movements are not. All
+    have one side: the union rule's (:func:`crop_for_frames`, the same field of view), or, if
+    larger, the smallest that holds every box of the clip around its frame's point of the line,
+    padded by ``pad_frac`` of it on each side (at most the frame's short side); the square is
+    shifted to lie inside the image. Frames without a box take the line's value; a clip with no box at all gets full frames.
+    """
+    b = _rows(boxes_video, frame_indices)
+    n = len(b)
+    ok = np.isfinite(b).all(axis=1)
+    if not ok.any():
+        return [(0, 0, int(frame_w), int(frame_h))] * n
+    if not pad_frac >= 0:
+        raise ValueError(f"pad_frac must be >= 0, got {pad_frac}")
+    v = b[ok]
+    if (v[:, 2] < v[:, 0]).any() or (v[:, 3] < v[:, 1]).any():
+        raise ValueError("boxes must have x2 >= x1 and y2 >= y1")
+    t = np.arange(n, dtype=np.float64)[ok]
+    centres = np.stack([(v[:, 0] + v[:, 2]) / 2.0, (v[:, 1] + v[:, 3]) / 2.0], axis=1)
+    if len(t) >= 2:
+        coef = np.polyfit(t, centres, 1)  # (2, 2): slope and intercept of x and of y
+        line = np.arange(n, dtype=np.float64)[:, None] * coef[0] + coef[1]
+    else:
+        line = np.repeat(centres, n, axis=0)
+    # the side: the union rule's (the same view of the animal), and at least what holds every box
+    # around its frame's point of the line
+    on = line[ok]
+    half = float(np.max(np.concatenate([on - v[:, :2], v[:, 2:] - on], axis=1)))
+    union = union_box(v)
+    side = max(2.0 * half, union[2] - union[0], union[3] - union[1], 1.0) * (1.0 + 2.0 * pad_frac)
+    s = int(min(max(1, math.ceil(round(side, 6))), frame_w, frame_h))
+    x1 = np.clip(np.floor(line[:, 0] - s / 2.0 + 0.5), 0, frame_w - s).astype(int)
+    y1 = np.clip(np.floor(line[:, 1] - s / 2.0 + 0.5), 0, frame_h - s).astype(int)
+    return [(int(a), int(c), int(a) + s, int(c) + s) for a, c in zip(x1, y1)]
+
+
+def window_crops(
+    mode: str, boxes_video: np.ndarray, frame_indices: Sequence[int], frame_w: int, frame_h: int, pad_frac: float
+) -> tuple[int, int, int, int] | list[tuple[int, int, int, int]]:
+    """The crop of a clip under ``mode`` (:data:`CROP_MODES`): one box (union) or one per frame (track)."""
+    if mode == "union":
+        return crop_for_frames(boxes_video, frame_indices, frame_w, frame_h, pad_frac)
+    if mode == "track":
+        return track_crop_boxes(boxes_video, frame_indices, frame_w, frame_h, pad_frac)
+    raise ValueError(f"crop mode must be one of {CROP_MODES}, got {mode!r}")

@@ -1,8 +1,9 @@
 """Cropped windows streamed out of a video in one sequential decode.
 
 Training samples and benchmark windows are made the same way: the frames a window samples
-are cropped with the union of the boxes over exactly those frames (squared, padded, clipped
-to the image) and resized to the model's input size. Frames are kept only until the last
+are cropped by the rule of ``mode`` (:data:`mvd.crop.CROP_MODES`: the union of the boxes over
+exactly those frames, squared, padded and clipped to the image; or one square per frame that
+follows the animal) and resized to the model's input size. Frames are kept only until the last
 window that needs them has been emitted, so memory holds about one window span of frames.
 
 Only the frames some window samples are converted to RGB. Converting and resizing full frames
@@ -18,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .crop import crop_for_frames, crop_resize
+from .crop import CROP_MODES, crop_resize, window_crops
 from .video import VideoReadError, decode_frames, frame_to_rgb
 
 
@@ -33,16 +34,20 @@ def stream_windows(
     pad: float,
     end: int | None = None,
     workers: int = 0,
+    mode: str = "union",
 ) -> Iterator[tuple[int, np.ndarray, tuple[int, int, int, int]]]:
     """Yield ``(window position, frames (T, size, size, 3) uint8, crop box)`` as each window completes.
 
     ``windows`` holds the frame indices of each window. Windows are emitted in order of their
     last frame. ``workers`` > 0 crops and resizes in that many threads (same output, same order).
-    Raises :class:`VideoReadError` if the video ends before a window's frames.
+    The crop box is the window's crop under ``mode``; for ``track`` the box around its per-frame
+    crops. Raises :class:`VideoReadError` if the video ends before a window's frames.
     """
+    if mode not in CROP_MODES:
+        raise ValueError(f"crop mode must be one of {CROP_MODES}, got {mode!r}")
     if not len(windows):
         return
-    kw = dict(width=width, height=height, size=size, pad=pad, end=end)
+    kw = dict(width=width, height=height, size=size, pad=pad, end=end, mode=mode)
     if workers <= 0:
         yield from _stream(video, windows, boxes, frame_to_rgb, lambda frames, crop: crop_resize(frames, crop, size),
                            **kw)
@@ -74,13 +79,21 @@ def _result(item: tuple[int, Future, tuple[int, int, int, int]]) -> tuple[int, n
     return w, job.result(), crop
 
 
-def _crop_converted(frames: list[Future], crop: tuple[int, int, int, int], size: int) -> np.ndarray:
+def _crop_converted(frames: list[Future], crop: Any, size: int) -> np.ndarray:
     return crop_resize([f.result() for f in frames], crop, size)
 
 
+def _outer(crop: Any) -> tuple[int, int, int, int]:
+    """One box for a window's crop: itself, or the box around its per-frame crops."""
+    if isinstance(crop, tuple):
+        return crop
+    c = np.asarray(crop)
+    return int(c[:, 0].min()), int(c[:, 1].min()), int(c[:, 2].max()), int(c[:, 3].max())
+
+
 def _stream(video: str, windows: Sequence[np.ndarray], boxes: np.ndarray | None, convert: Callable[[Any], Any],
-            resize: Callable[[list[Any], tuple[int, int, int, int]], Any], *, width: int, height: int,
-            size: int, pad: float, end: int | None) -> Iterator[tuple[int, Any, tuple[int, int, int, int]]]:
+            resize: Callable[[list[Any], Any], Any], *, width: int, height: int,
+            size: int, pad: float, end: int | None, mode: str) -> Iterator[tuple[int, Any, tuple[int, int, int, int]]]:
     """The sequential decode behind :func:`stream_windows`: ``convert(decoded frame)`` makes each
     sampled frame (RGB, or a future of it) and ``resize(frames, crop)`` each window's output (the
     resized frames, or a future of them)."""
@@ -99,8 +112,8 @@ def _stream(video: str, windows: Sequence[np.ndarray], boxes: np.ndarray | None,
             keep[idx] = convert(frame)
         for w in ready_at.get(idx, ()):
             ind = windows[w]
-            crop = crop_for_frames(boxes, ind, width, height, pad) if boxes is not None else (0, 0, width, height)
-            yield w, resize([keep[int(f)] for f in ind], crop), crop
+            crop = window_crops(mode, boxes, ind, width, height, pad) if boxes is not None else (0, 0, width, height)
+            yield w, resize([keep[int(f)] for f in ind], crop), _outer(crop)
             emitted += 1
         for f in [f for f in keep if needed_until[f] <= idx]:
             del keep[f]

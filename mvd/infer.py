@@ -2,8 +2,9 @@
 
 Windows of ``num_frames`` frames every ``sampling_rate`` frames advance ``stride`` frames; a
 last window is aligned to the video's end. The video streams through once
-(:func:`mvd.extract.stream_windows`): each window is cropped with the union of the boxes of
-exactly the frames it samples (then squared, padded, clipped, resized) as soon as its last
+(:func:`mvd.extract.stream_windows`): each window is cropped by the model's crop rule from the
+boxes of exactly the frames it samples (their union, squared, padded, clipped; or, with
+``crop_mode`` track, a square per frame that follows the animal), resized, as soon as its last
 frame is decoded, and windows are batched through the model. A frame's class probabilities are the mean of the softmax of
 every window whose span covers it: of the window's clip prediction (clip head), or of the
 prediction of the time step the frame falls in (dense head, :mod:`mvd.dense`). With ``tta_views`` > 1 a
@@ -126,13 +127,15 @@ def predict_video(
     timebase: TimeBase | None = None,
     crop_workers: int = -1,
     tta_views: int = 1,
+    crop_mode: str = "union",
 ) -> np.ndarray:
     """Per-frame class probabilities (frames, num_classes) for one video; ``frames`` is the
     video's frame count (probed when not given). With a ``timebase`` the windows and ``stride``
     are in model frames (:mod:`mvd.timebase`); the output is per video frame. Windows are cropped
     in ``crop_workers`` threads while the video decodes (-1: one per usable core, at most
     ``MAX_CROP_WORKERS``; 0: inline). ``tta_views`` > 1 averages each window's softmax over that
-    many symmetries of its square crop (:func:`mvd.transforms.square_views`: 1, 2, 4 or 8)."""
+    many symmetries of its square crop (:func:`mvd.transforms.square_views`: 1, 2, 4 or 8).
+    ``crop_mode`` is the crop rule (:data:`mvd.crop.CROP_MODES`) the model was trained with."""
     device = torch.device(device)
     amp = bool(amp and device.type == "cuda")
     model.eval()
@@ -165,7 +168,8 @@ def predict_video(
     workers = crop_workers if crop_workers >= 0 else min(usable_cores(), MAX_CROP_WORKERS)
     bar = tqdm(total=len(windows), desc=Path(video).name, unit="window", disable=not progress, leave=False)
     for w_id, frames, _ in stream_windows(str(video), [w.indices for w in windows], boxes, width=info.width,
-                                          height=info.height, size=input_size, pad=pad, workers=workers):
+                                          height=info.height, size=input_size, pad=pad, workers=workers,
+                                          mode=crop_mode):
         batcher.add(w_id, frames)
         bar.update(1)
     bar.close()
@@ -197,5 +201,6 @@ def label_video(model: nn.Module, spec: InferenceSpec, video: str | Path, boxes:
                           sampling_rate=spec.sampling_rate,
                           input_size=spec.img_size, num_classes=len(spec.postprocess.labels), stride=spec.stride,
                           pad=spec.crop_pad, batch_size=spec.batch_size, device=device, amp=amp, progress=progress,
-                          head=spec.head, timebase=TimeBase(info.fps, spec.target_fps), tta_views=spec.tta_views)
+                          head=spec.head, timebase=TimeBase(info.fps, spec.target_fps), tta_views=spec.tta_views,
+                          crop_mode=spec.crop_mode)
     return Labelled(info, probs, spec.postprocess.apply(probs, info.fps))

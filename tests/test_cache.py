@@ -65,6 +65,12 @@ def test_second_run_reuses_everything_and_a_new_video_computes_alone(tmp_path, t
     assert (third["cache"]["videos_computed"], third["cache"]["videos_reused"]) == (1, 6)
     assert third["windows_per_class"]["Self-Grooming"] > first["windows_per_class"]["Self-Grooming"]
 
+    # another crop rule: the boxes are reused, every window is cut anew
+    tracked = run_bbox_crop(tmp_path / "m1", _cfg(str(cache), **{"data.crop_mode": "track"}), tmp_path / "ct")
+    assert tracked["cache"]["boxes"]["computed"] == 0
+    assert tracked["cache"]["windows"] == {"reused": 0, "computed": n_windows}
+    assert _shard_bytes(tmp_path / "ct") != _shard_bytes(tmp_path / "c1")
+
 
 def test_a_new_detector_version_does_not_reuse_boxes_the_old_code_cached(tmp_path, training_data, monkeypatch):
     from mvd.background import BackgroundDetector

@@ -54,6 +54,7 @@ def test_missing_config_file(tmp_path):
     ("train.model_ema_decay", "1.0", "train.model_ema_decay"),
     ("benchmark.peak_thresholds.Head/Body TWITCH", "1.5", "a threshold must be in"),
     ("benchmark.tta_views", "3", "benchmark.tta_views must be one of"),
+    ("data.crop_mode", "follow", "data.crop_mode must be one of"),
 ])
 def test_typos_fail_when_the_config_is_loaded(key, value, match):
     with pytest.raises(ConfigError, match=match):

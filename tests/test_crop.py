@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from mvd.crop import crop_for_frames, crop_resize, square_crop_box, union_box
+from mvd.crop import crop_for_frames, crop_resize, square_crop_box, track_crop_boxes, union_box, window_crops
 
 NAN = float("nan")
 
@@ -112,3 +112,68 @@ def test_crop_resize_rejects_bad_crop():
         crop_resize(frames, (10, 10, 10, 20), 16)
     with pytest.raises(ValueError, match=r"\(T, H, W, 3\)"):
         crop_resize(np.zeros((50, 60, 3), np.uint8), (0, 0, 10, 10), 16)
+
+
+def _walking_boxes(n: int, vx: float, vy: float, w: float = 20.0, h: float = 10.0) -> np.ndarray:
+    """A w × h box whose centre moves (vx, vy) px a frame from (100, 80)."""
+    t = np.arange(n, dtype=np.float64)
+    cx, cy = 100 + vx * t, 80 + vy * t
+    return np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2, np.ones(n)], axis=1)
+
+
+def test_track_crops_follow_a_walking_animal_with_one_square_size():
+    boxes = _walking_boxes(8, 3.0, -1.0)
+    crops = track_crop_boxes(boxes, range(8), 320, 240, 0.1)
+    # side: the boxes' union is 41 x 17 px (x 90..131), padded 10% each side = 49.2 -> 50 px; each
+    # square centred on its frame's box centre (the centres lie on a line)
+    for t, (x1, y1, x2, y2) in enumerate(crops):
+        assert (x2 - x1, y2 - y1) == (50, 50)
+        cx, cy = 100 + 3 * t, 80 - t
+        assert (x1, y1) == (math.floor(cx - 25 + 0.5), math.floor(cy - 25 + 0.5))
+    # the union rule's one crop, of about that size, has the animal sweep 21 px across it
+    x1, y1, x2, y2 = crop_for_frames(boxes, range(8), 320, 240, 0.1)
+    assert abs((x2 - x1) - 50) <= 1
+    assert {boxes[t, 0] - crops[t][0] for t in range(8)} == {boxes[0, 0] - crops[0][0]}
+
+
+def test_track_crops_keep_quick_movements_in_the_crop():
+    """The centre line takes out steady walking, not a one-frame jerk: the jerk stays visible."""
+    boxes = _walking_boxes(8, 2.0, 0.0)
+    boxes[4, [0, 2]] += 6.0  # the animal's box jumps 6 px sideways for one frame (a twitch)
+    crops = track_crop_boxes(boxes, range(8), 320, 240, 0.0)
+    line = np.polyfit(np.arange(8), (boxes[:, 0] + boxes[:, 2]) / 2, 1)  # the least-squares line, independently
+    box_in_crop = [(boxes[t, 0] - crops[t][0]) for t in range(8)]
+    assert max(box_in_crop) - min(box_in_crop) > 4.0  # the twitch frame stands out
+    assert abs(line[0] - 2.0) < 0.5
+    steady = [b for t, b in enumerate(box_in_crop) if t != 4]
+    assert max(steady) - min(steady) <= 3.0  # the walk itself hardly moves in the crop
+
+
+def test_track_crops_stay_inside_the_image_and_handle_missing_boxes():
+    boxes = _walking_boxes(6, -30.0, 0.0)  # walks out through the left edge
+    boxes[2] = np.nan
+    crops = track_crop_boxes(boxes, range(6), 160, 120, 0.1)
+    assert len(crops) == 6 and len({(c[2] - c[0], c[3] - c[1]) for c in crops}) == 1
+    assert all(0 <= c[0] and c[2] <= 160 and 0 <= c[1] and c[3] <= 120 for c in crops)
+    assert crops[-1][0] == 0  # pushed back inside
+    # a frame without a box takes the line's value, between its neighbours
+    assert crops[3][0] <= crops[2][0] <= crops[1][0]
+    # no box at all: full frames; a box larger than the frame: clipped to the short side
+    assert track_crop_boxes(np.full((4, 5), np.nan), range(4), 160, 120, 0.1) == [(0, 0, 160, 120)] * 4
+    big = track_crop_boxes(np.array([[0, 0, 150, 140, 1.0]] * 3), range(3), 160, 120, 0.1)
+    assert all(c[3] - c[1] == 120 and c[2] - c[0] == 120 for c in big)
+    with pytest.raises(IndexError, match="frame 6"):
+        track_crop_boxes(boxes, [5, 6], 160, 120, 0.1)
+    with pytest.raises(ValueError, match="crop mode"):
+        window_crops("follow", boxes, range(6), 160, 120, 0.1)
+
+
+def test_crop_resize_takes_one_crop_per_frame():
+    rng = np.random.default_rng(1)
+    frames = rng.integers(0, 256, size=(3, 60, 80, 3), dtype=np.uint8)
+    crops = [(0, 0, 20, 20), (10, 5, 30, 25), (50, 30, 70, 50)]
+    out = crop_resize(frames, crops, 20)
+    for t, (x1, y1, x2, y2) in enumerate(crops):
+        np.testing.assert_array_equal(out[t], frames[t, y1:y2, x1:x2])
+    with pytest.raises(ValueError, match="one per frame"):
+        crop_resize(frames, crops[:2], 20)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mvd.clips import sliding_windows
-from mvd.crop import crop_for_frames, crop_resize
+from mvd.crop import crop_resize, window_crops
 from mvd.extract import stream_windows
 from mvd.infer import predict_video
 from mvd.model import create_model
@@ -24,27 +24,32 @@ def video(tmp_path_factory):
     return p, truth
 
 
-def test_stream_windows_crop_each_window_with_its_own_frames(video):
+@pytest.mark.parametrize("mode", ["union", "track"])
+def test_stream_windows_crop_each_window_with_its_own_frames(video, mode):
     path, truth = video
     boxes = np.concatenate([truth.boxes, np.ones((len(truth.boxes), 1), np.float32)], 1)
     windows = sliding_windows(truth.num_frames, 4, 3, 5)
     got = {k: (f, c) for k, f, c in stream_windows(str(path), [w.indices for w in windows], boxes,
-                                                  width=96, height=72, size=32, pad=0.05)}
+                                                  width=96, height=72, size=32, pad=0.05, mode=mode)}
     assert sorted(got) == list(range(len(windows)))
     for k, w in enumerate(windows):
-        crop = crop_for_frames(boxes, w.indices, 96, 72, 0.05)
+        crop = window_crops(mode, boxes, w.indices, 96, 72, 0.05)
         expected = crop_resize(read_frames(path, w.indices), crop, 32)
         frames, c = got[k]
-        assert tuple(c) == tuple(crop)
+        per_frame = np.asarray(crop).reshape(-1, 4)  # the yielded box is the one around the frames' crops
+        assert tuple(c) == (per_frame[:, 0].min(), per_frame[:, 1].min(), per_frame[:, 2].max(), per_frame[:, 3].max())
         np.testing.assert_array_equal(frames, expected)
+    with pytest.raises(ValueError, match="crop mode"):
+        next(stream_windows(str(path), [windows[0].indices], boxes, width=96, height=72, size=32, pad=0.05,
+                            mode="follow"))
 
 
-@pytest.mark.parametrize("workers", [1, 3])
-def test_windows_cropped_in_threads_are_the_inline_windows_in_the_same_order(video, workers):
+@pytest.mark.parametrize("workers, mode", [(1, "union"), (3, "union"), (3, "track")])
+def test_windows_cropped_in_threads_are_the_inline_windows_in_the_same_order(video, workers, mode):
     path, truth = video
     boxes = np.concatenate([truth.boxes, np.ones((len(truth.boxes), 1), np.float32)], 1)
     windows = [w.indices for w in sliding_windows(truth.num_frames, 4, 3, 2)]
-    kw = dict(width=96, height=72, size=32, pad=0.05)
+    kw = dict(width=96, height=72, size=32, pad=0.05, mode=mode)
     inline = list(stream_windows(str(path), windows, boxes, **kw))
     threaded = list(stream_windows(str(path), windows, boxes, workers=workers, **kw))
     assert [(k, c) for k, _, c in threaded] == [(k, c) for k, _, c in inline]
@@ -71,10 +76,12 @@ class _Const(torch.nn.Module):
         return torch.stack([m, -m, torch.zeros_like(m)], 1)
 
 
-def test_frame_probabilities_are_mean_of_covering_windows(video):
+@pytest.mark.parametrize("mode", [None, "union", "track"])
+def test_frame_probabilities_are_mean_of_covering_windows(video, mode):
     path, truth = video
-    probs = predict_video(_Const(), path, None, num_frames=4, sampling_rate=2, input_size=32, num_classes=3,
-                          stride=3, batch_size=5)
+    boxes = None if mode is None else np.concatenate([truth.boxes, np.ones((len(truth.boxes), 1), np.float32)], 1)
+    probs = predict_video(_Const(), path, boxes, num_frames=4, sampling_rate=2, input_size=32, num_classes=3,
+                          stride=3, batch_size=5, crop_mode=mode or "union")
     assert probs.shape == (truth.num_frames, 3)
     np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
     # independent: run each window alone and average per frame
@@ -85,7 +92,8 @@ def test_frame_probabilities_are_mean_of_covering_windows(video):
     acc = np.zeros((truth.num_frames, 3))
     cnt = np.zeros(truth.num_frames)
     for w in windows:
-        crop = torch.from_numpy(crop_resize(read_frames(path, w.indices), (0, 0, 96, 72), 32))
+        box = (0, 0, 96, 72) if mode is None else window_crops(mode, boxes, w.indices, 96, 72, 0.05)
+        crop = torch.from_numpy(crop_resize(read_frames(path, w.indices), box, 32))
         x = ((crop.permute(3, 0, 1, 2).float() / 255 - mean) / std)[None]
         p = torch.softmax(_Const()(x), 1)[0].numpy()
         acc[w.start:w.end + 1] += p

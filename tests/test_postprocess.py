@@ -293,6 +293,14 @@ def test_card_contract_from_config_and_legacy_cards(caplog):
     assert inference_spec(no_views, "m").tta_views == 1
     with pytest.raises(ValueError, match="m: inference.tta_views must be one of"):
         inference_spec({**card, "inference": {**card["inference"], "tta_views": 5}}, "m")
+    # the crop rule: written from the configuration, read back; cards without it used the union crop
+    assert spec.crop_mode == cfg.data.crop_mode and back.crop_mode == spec.crop_mode
+    tracked = spec_from_config(build_config("cpu", overrides={"data.crop_mode": "track"}), LABELS)
+    assert inference_spec({**card, "inference": tracked.to_dict()}, "m").crop_mode == "track"
+    no_mode = {**card, "inference": {k: v for k, v in card["inference"].items() if k != "crop_mode"}}
+    assert inference_spec(no_mode, "m").crop_mode == "union"
+    with pytest.raises(ValueError, match="m: inference.crop_mode must be one of"):
+        inference_spec({**card, "inference": {**card["inference"], "crop_mode": "follow"}}, "m")
     old = {"labels": LABELS, "input": {"num_frames": 16, "sampling_rate": 2, "img_size": 224, "crop_pad": 0.05}}
     with caplog.at_level("WARNING"):
         legacy = inference_spec(old, "models:/mouse@champion")

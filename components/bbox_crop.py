@@ -37,6 +37,7 @@ from tqdm import tqdm
 
 from mvd.clips import Clip, clip_windows, plan_clips
 from mvd.config import Config
+from mvd.crop import CROP_RULE_VERSIONS
 from mvd.cores import usable_cores
 from mvd.dense import interval_targets
 from mvd.detect import Detector, make_detector
@@ -83,6 +84,7 @@ def windows_settings(rec: VideoRecord, boxes: np.ndarray, cfg: Config, labels: l
                 "sampling_rate": m.sampling_rate, "pad_train": cfg.data.pad_train, "labels": list(labels)}
     if cfg.data.crop_mode != "union":  # named only when not the original rule, so caches made before it stay valid
         settings["crop_mode"] = cfg.data.crop_mode
+        settings["crop_rule_version"] = CROP_RULE_VERSIONS[cfg.data.crop_mode]
     return settings
 
 

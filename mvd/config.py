@@ -163,6 +163,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "model.input_size": 32,
         "model.drop_path": 0.0,
         "model.subtract_temporal_mean": True,
+        "data.crop_mode": "track",  # a walking animal stays put in the crop, so its twitches are not drowned (README)
         "data.idle_ratio": 3.0,  # every idle stretch the videos have: the walking and head turns twitches are told from
         "train.epochs": 30,
         "train.samples_per_epoch": 3000,

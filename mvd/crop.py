@@ -6,12 +6,14 @@ training, 0.05 for inference) → clip to the image → resize to ``size`` × ``
 any box in those frames the crop is the full frame.
 
 ``track`` (``data.crop_mode``) follows the animal instead: squares of the union rule's size,
-centred on the straight line that best fits the box centres over the clip's frames. A walking
-animal then stays put in the crop while a twitch, far quicker than the line, still moves in it;
-in the union rule's crop the whole body of a walking animal sweeps across.
+centred on the straight line that best fits the box centres over the clip's frames and one clip
+span on each side, placed between pixels. A walking animal then stays put in the crop while a
+twitch, far quicker than the line, still moves in it; in the union rule's crop the whole body of
+a walking animal sweeps across, and that sweep drowns the twitch.
 
 Boxes are ``x1, y1, x2, y2(, score)`` in original-frame pixels with ``x2``/``y2`` the right and
-bottom edges; crop boxes are integer ``(x1, y1, x2, y2)`` usable as ``frame[y1:y2, x1:x2]``.
+bottom edges; union crop boxes are integer ``(x1, y1, x2, y2)`` usable as ``frame[y1:y2, x1:x2]``,
+track crop boxes have fractional corners and whole-pixel sides.
 Clipping keeps the box inside the image, so a crop near a border can be non-square and is
 stretched to the square output.
 """
@@ -26,7 +28,11 @@ import numpy as np
 
 from .config import CROP_MODES
 
-__all__ = ["CROP_MODES", "union_box", "square_crop_box", "crop_resize", "crop_for_frames", "track_crop_boxes",
+# bumped when a rule's code cuts other pixels from the same boxes, so cached windows it cut are not reused
+# (track 2: the line sees a clip span on each side, corners between pixels)
+CROP_RULE_VERSIONS = {"union": 1, "track": 2}
+
+__all__ = ["CROP_MODES", "CROP_RULE_VERSIONS", "union_box", "square_crop_box", "crop_resize", "crop_for_frames", "track_crop_boxes",
            "window_crops"]
 
 
@@ -74,12 +80,14 @@ def square_crop_box(
     return int(ox1), int(oy1), int(ox2), int(oy2)
 
 
-def crop_resize(frames: np.ndarray | Sequence[np.ndarray], crop_xyxy: Sequence[int] | Sequence[Sequence[int]],
+def crop_resize(frames: np.ndarray | Sequence[np.ndarray], crop_xyxy: Sequence[float] | Sequence[Sequence[float]],
                 size: int) -> np.ndarray:
     """Crop ``frames`` (T, H, W, 3), an array or a list of equal (H, W, 3) frames (never stacked at
     full size), to ``crop_xyxy`` (one box, or T boxes: one per frame) and resize to (T, size, size, 3) uint8.
 
-    INTER_AREA when the crop shrinks in both directions, INTER_LINEAR otherwise.
+    A box with whole-pixel corners is cut as ``frame[y1:y2, x1:x2]``; one with fractional corners
+    (whole-pixel width and height) is sampled between pixels (bilinear) at its place. INTER_AREA
+    when the crop shrinks in both directions, INTER_LINEAR otherwise.
     """
     f = list(frames) if isinstance(frames, (list, tuple)) else np.asarray(frames)
     shapes = {np.shape(x) for x in f}
@@ -90,22 +98,28 @@ def crop_resize(frames: np.ndarray | Sequence[np.ndarray], crop_xyxy: Sequence[i
     if size < 1:
         raise ValueError(f"size must be >= 1, got {size}")
     H, W, _ = shape
-    boxes = np.asarray(crop_xyxy, dtype=np.int64)
+    boxes = np.asarray(crop_xyxy, dtype=np.float64)
     if boxes.ndim == 1:
         boxes = np.broadcast_to(boxes, (len(f), boxes.size))
     if boxes.shape != (len(f), 4):
         raise ValueError(f"crop must be one (x1, y1, x2, y2) box or one per frame ({len(f)}), got shape {boxes.shape}")
     out = np.empty((len(f), size, size, 3), np.uint8)
     for t, frame in enumerate(f):
-        x1, y1, x2, y2 = (int(v) for v in boxes[t])
+        x1, y1, x2, y2 = (float(v) for v in boxes[t])
         if not (0 <= x1 < x2 <= W and 0 <= y1 < y2 <= H):
             raise ValueError(f"crop {(x1, y1, x2, y2)} is empty or outside the {W}x{H} frame")
-        shrink = (x2 - x1) >= size and (y2 - y1) >= size
-        interp = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
-        part = frame[y1:y2, x1:x2]
-        if part.dtype != np.uint8:
-            part = np.clip(part, 0, 255).astype(np.uint8)
-        out[t] = cv2.resize(part, (size, size), interpolation=interp)
+        if frame.dtype != np.uint8:
+            frame = np.clip(frame, 0, 255).astype(np.uint8)
+        if all(v == int(v) for v in (x1, y1, x2, y2)):
+            part = frame[int(y1):int(y2), int(x1):int(x2)]
+        else:
+            w, h = round(x2 - x1), round(y2 - y1)
+            if abs(w - (x2 - x1)) > 1e-6 or abs(h - (y2 - y1)) > 1e-6:
+                raise ValueError(f"crop {(x1, y1, x2, y2)} with fractional corners must be whole pixels wide and high")
+            # pixel centres lie on whole coordinates: the patch's centre is its first pixel + (w - 1) / 2
+            part = cv2.getRectSubPix(frame, (w, h), (x1 + (w - 1) / 2.0, y1 + (h - 1) / 2.0))
+        shrink = part.shape[1] >= size and part.shape[0] >= size
+        out[t] = cv2.resize(part, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
     return out
 
 
@@ -132,33 +146,42 @@ def _rows(boxes_video: np.ndarray, frame_indices: Sequence[int]) -> np.ndarray:
 
 def track_crop_boxes(
     boxes_video: np.ndarray, frame_indices: Sequence[int], frame_w: int, frame_h: int, pad_frac: float
-) -> list[tuple[int, int, int, int]]:
+) -> list[tuple[float, float, float, float]]:
     """One crop box per frame of a clip that follows the animal (``data.crop_mode=track``).
 
     Every box is a square centred on the least-squares line through the box centres against the
-    frame's place in the clip, so steady walking is taken out and quick movements are not. All
-    have one side: the union rule's (:func:`crop_for_frames`, the same field of view), or, if
-    larger, the smallest that holds every box of the clip around its frame's point of the line,
-    padded by ``pad_frac`` of it on each side (at most the frame's short side); the square is
-    shifted to lie inside the image. Frames without a box take the line's value; a clip with no box at all gets full frames.
+    frame index, fitted over the clip's frames and one clip span of frames on each side: steady
+    walking is taken out, while a twitch or a grooming stroke, far shorter than the three spans the
+    line sees, hardly bends it and so still moves in the crop. All squares have one side: the union
+    rule's (:func:`crop_for_frames`, the same field of view), or, if larger, the smallest that holds
+    every box of the clip around its frame's point of the line, padded by ``pad_frac`` of it on each
+    side (at most the frame's short side); a square is shifted to lie inside the image. Corners are
+    not rounded (:func:`crop_resize` samples between pixels), so a slowly walking animal does not
+    jump by whole pixels from frame to frame. Frames without a box take the line's value; a clip
+    with no box at all gets full frames.
     """
     b = _rows(boxes_video, frame_indices)
     n = len(b)
     ok = np.isfinite(b).all(axis=1)
     if not ok.any():
-        return [(0, 0, int(frame_w), int(frame_h))] * n
+        return [(0.0, 0.0, float(frame_w), float(frame_h))] * n
     if not pad_frac >= 0:
         raise ValueError(f"pad_frac must be >= 0, got {pad_frac}")
     v = b[ok]
     if (v[:, 2] < v[:, 0]).any() or (v[:, 3] < v[:, 1]).any():
         raise ValueError("boxes must have x2 >= x1 and y2 >= y1")
-    t = np.arange(n, dtype=np.float64)[ok]
-    centres = np.stack([(v[:, 0] + v[:, 2]) / 2.0, (v[:, 1] + v[:, 3]) / 2.0], axis=1)
-    if len(t) >= 2:
+    idx = np.asarray(list(frame_indices), dtype=np.int64)
+    span = int(idx.max() - idx.min()) + 1
+    lo, hi = max(0, int(idx.min()) - span), min(len(boxes_video), int(idx.max()) + span + 1)
+    ctx = np.asarray(boxes_video[lo:hi, :4], dtype=np.float64)
+    cok = np.isfinite(ctx).all(axis=1)
+    t = np.arange(lo, hi, dtype=np.float64)[cok]
+    centres = np.stack([(ctx[cok, 0] + ctx[cok, 2]) / 2.0, (ctx[cok, 1] + ctx[cok, 3]) / 2.0], axis=1)
+    if len(np.unique(t)) >= 2:
         coef = np.polyfit(t, centres, 1)  # (2, 2): slope and intercept of x and of y
-        line = np.arange(n, dtype=np.float64)[:, None] * coef[0] + coef[1]
+        line = idx.astype(np.float64)[:, None] * coef[0] + coef[1]
     else:
-        line = np.repeat(centres, n, axis=0)
+        line = np.repeat(centres.mean(axis=0, keepdims=True), n, axis=0)
     # the side: the union rule's (the same view of the animal), and at least what holds every box
     # around its frame's point of the line
     on = line[ok]
@@ -166,14 +189,15 @@ def track_crop_boxes(
     union = union_box(v)
     side = max(2.0 * half, union[2] - union[0], union[3] - union[1], 1.0) * (1.0 + 2.0 * pad_frac)
     s = int(min(max(1, math.ceil(round(side, 6))), frame_w, frame_h))
-    x1 = np.clip(np.floor(line[:, 0] - s / 2.0 + 0.5), 0, frame_w - s).astype(int)
-    y1 = np.clip(np.floor(line[:, 1] - s / 2.0 + 0.5), 0, frame_h - s).astype(int)
-    return [(int(a), int(c), int(a) + s, int(c) + s) for a, c in zip(x1, y1)]
+    # rounded to 1e-6 px so float noise (74.99999999999994) does not make a whole-pixel corner fractional
+    x1 = np.round(np.clip(line[:, 0] - s / 2.0, 0.0, frame_w - s), 6)
+    y1 = np.round(np.clip(line[:, 1] - s / 2.0, 0.0, frame_h - s), 6)
+    return [(float(a), float(c), float(a) + s, float(c) + s) for a, c in zip(x1, y1)]
 
 
 def window_crops(
     mode: str, boxes_video: np.ndarray, frame_indices: Sequence[int], frame_w: int, frame_h: int, pad_frac: float
-) -> tuple[int, int, int, int] | list[tuple[int, int, int, int]]:
+) -> tuple[int, int, int, int] | list[tuple[float, float, float, float]]:
     """The crop of a clip under ``mode`` (:data:`CROP_MODES`): one box (union) or one per frame (track)."""
     if mode == "union":
         return crop_for_frames(boxes_video, frame_indices, frame_w, frame_h, pad_frac)

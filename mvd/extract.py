@@ -87,8 +87,9 @@ def _outer(crop: Any) -> tuple[int, int, int, int]:
     """One box for a window's crop: itself, or the box around its per-frame crops."""
     if isinstance(crop, tuple):
         return crop
-    c = np.asarray(crop)
-    return int(c[:, 0].min()), int(c[:, 1].min()), int(c[:, 2].max()), int(c[:, 3].max())
+    c = np.asarray(crop, dtype=np.float64)
+    return (int(np.floor(c[:, 0].min())), int(np.floor(c[:, 1].min())), int(np.ceil(c[:, 2].max())),
+            int(np.ceil(c[:, 3].max())))
 
 
 def _stream(video: str, windows: Sequence[np.ndarray], boxes: np.ndarray | None, convert: Callable[[Any], Any],

@@ -66,10 +66,25 @@ def test_second_run_reuses_everything_and_a_new_video_computes_alone(tmp_path, t
     assert third["windows_per_class"]["Self-Grooming"] > first["windows_per_class"]["Self-Grooming"]
 
     # another crop rule: the boxes are reused, every window is cut anew
-    tracked = run_bbox_crop(tmp_path / "m1", _cfg(str(cache), **{"data.crop_mode": "track"}), tmp_path / "ct")
+    other = "union" if cfg.data.crop_mode == "track" else "track"
+    tracked = run_bbox_crop(tmp_path / "m1", _cfg(str(cache), **{"data.crop_mode": other}), tmp_path / "ct")
     assert tracked["cache"]["boxes"]["computed"] == 0
     assert tracked["cache"]["windows"] == {"reused": 0, "computed": n_windows}
     assert _shard_bytes(tmp_path / "ct") != _shard_bytes(tmp_path / "c1")
+
+
+def test_a_new_crop_rule_version_does_not_reuse_windows_the_old_code_cut(tmp_path, training_data, monkeypatch):
+    from mvd import crop
+
+    cache = tmp_path / "cache"
+    cfg = _cfg(str(cache), **{"data.crop_mode": "track", "data.crop_workers": 1})  # in this process, where it is patched
+    run_ingest(str(training_data), cfg, tmp_path / "m")
+    first = run_bbox_crop(tmp_path / "m", cfg, tmp_path / "c1")["cache"]["windows"]
+    assert first["computed"] > 0 and first["reused"] == 0
+    assert run_bbox_crop(tmp_path / "m", cfg, tmp_path / "c2")["cache"]["windows"]["computed"] == 0
+    monkeypatch.setitem(crop.CROP_RULE_VERSIONS, "track", crop.CROP_RULE_VERSIONS["track"] + 1)
+    again = run_bbox_crop(tmp_path / "m", cfg, tmp_path / "c3")["cache"]
+    assert again["windows"] == {"reused": 0, "computed": first["computed"]} and again["boxes"]["computed"] == 0
 
 
 def test_a_new_detector_version_does_not_reuse_boxes_the_old_code_cached(tmp_path, training_data, monkeypatch):

@@ -138,15 +138,37 @@ def test_track_crops_follow_a_walking_animal_with_one_square_size():
 
 def test_track_crops_keep_quick_movements_in_the_crop():
     """The centre line takes out steady walking, not a one-frame jerk: the jerk stays visible."""
-    boxes = _walking_boxes(8, 2.0, 0.0)
-    boxes[4, [0, 2]] += 6.0  # the animal's box jumps 6 px sideways for one frame (a twitch)
-    crops = track_crop_boxes(boxes, range(8), 320, 240, 0.0)
-    line = np.polyfit(np.arange(8), (boxes[:, 0] + boxes[:, 2]) / 2, 1)  # the least-squares line, independently
-    box_in_crop = [(boxes[t, 0] - crops[t][0]) for t in range(8)]
-    assert max(box_in_crop) - min(box_in_crop) > 4.0  # the twitch frame stands out
-    assert abs(line[0] - 2.0) < 0.5
-    steady = [b for t, b in enumerate(box_in_crop) if t != 4]
-    assert max(steady) - min(steady) <= 3.0  # the walk itself hardly moves in the crop
+    boxes = _walking_boxes(24, 2.0, 0.0)
+    boxes[12, [0, 2]] += 6.0  # the animal's box jumps 6 px sideways for one frame (a twitch)
+    clip = range(8, 16)
+    crops = track_crop_boxes(boxes, clip, 320, 240, 0.0)
+    # the line, independently: least squares over the clip's 8 frames and 8 more on each side (0..23)
+    slope, icpt = np.polyfit(np.arange(24), (boxes[:, 0] + boxes[:, 2]) / 2, 1)
+    side = crops[0][2] - crops[0][0]
+    for t, c in zip(clip, crops):
+        assert c[0] == pytest.approx(slope * t + icpt - side / 2, abs=1e-5)
+    box_in_crop = [boxes[t, 0] - c[0] for t, c in zip(clip, crops)]
+    assert max(box_in_crop) - min(box_in_crop) > 5.5  # the twitch frame stands out by nearly its 6 px
+    steady = [x for t, x in zip(clip, box_in_crop) if t != 12]
+    assert max(steady) - min(steady) <= 0.5  # the walk itself hardly moves in the crop
+
+
+def test_track_line_sees_one_clip_span_on_each_side_and_no_further():
+    boxes = _walking_boxes(40, 1.5, 0.5)
+    clip = [10, 12, 14, 16]  # every other frame: span 7, so frames 3..23 fit the line
+    ref = track_crop_boxes(boxes, clip, 320, 240, 0.1)
+    far = boxes.copy()
+    far[:3, :4] += 50.0
+    far[24:, :4] -= 50.0
+    assert track_crop_boxes(far, clip, 320, 240, 0.1) == ref
+    near = boxes.copy()
+    near[23, :4] += 50.0
+    assert track_crop_boxes(near, clip, 320, 240, 0.1) != ref
+    # an animal at rest that twitches inside the clip: the crop hardly moves with the twitch
+    rest = _walking_boxes(30, 0.0, 0.0)
+    rest[12:14, [0, 2]] += 8.0
+    xs = [c[0] for c in track_crop_boxes(rest, range(10, 18), 320, 240, 0.1)]
+    assert max(xs) - min(xs) < 8.0 * 2 / 24 * 1.01  # the line tilts by no more than the twitch's share of 24 frames
 
 
 def test_track_crops_stay_inside_the_image_and_handle_missing_boxes():
@@ -177,3 +199,15 @@ def test_crop_resize_takes_one_crop_per_frame():
         np.testing.assert_array_equal(out[t], frames[t, y1:y2, x1:x2])
     with pytest.raises(ValueError, match="one per frame"):
         crop_resize(frames, crops[:2], 20)
+
+
+def test_crop_resize_samples_between_pixels_for_fractional_corners():
+    rng = np.random.default_rng(2)
+    frames = rng.integers(0, 256, size=(2, 40, 50, 3), dtype=np.uint8)
+    whole = crop_resize(frames, (10.0, 5.0, 30.0, 25.0), 20)
+    np.testing.assert_array_equal(whole, frames[:, 5:25, 10:30])
+    half = crop_resize(frames, (10.5, 5.0, 30.5, 25.0), 20).astype(np.float64)
+    between = (frames[:, 5:25, 10:30].astype(np.float64) + frames[:, 5:25, 11:31]) / 2  # bilinear, independently
+    assert np.abs(half - between).max() <= 1.0
+    with pytest.raises(ValueError, match="whole pixels"):
+        crop_resize(frames, (10.5, 5.0, 30.0, 25.0), 20)

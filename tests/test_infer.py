@@ -2,6 +2,7 @@
 
 import csv
 import json
+import math
 
 import numpy as np
 import pytest
@@ -36,8 +37,9 @@ def test_stream_windows_crop_each_window_with_its_own_frames(video, mode):
         crop = window_crops(mode, boxes, w.indices, 96, 72, 0.05)
         expected = crop_resize(read_frames(path, w.indices), crop, 32)
         frames, c = got[k]
-        per_frame = np.asarray(crop).reshape(-1, 4)  # the yielded box is the one around the frames' crops
-        assert tuple(c) == (per_frame[:, 0].min(), per_frame[:, 1].min(), per_frame[:, 2].max(), per_frame[:, 3].max())
+        per_frame = np.asarray(crop).reshape(-1, 4)  # the yielded box: whole pixels around the frames' crops
+        assert tuple(c) == (math.floor(per_frame[:, 0].min()), math.floor(per_frame[:, 1].min()),
+                            math.ceil(per_frame[:, 2].max()), math.ceil(per_frame[:, 3].max()))
         np.testing.assert_array_equal(frames, expected)
     with pytest.raises(ValueError, match="crop mode"):
         next(stream_windows(str(path), [windows[0].indices], boxes, width=96, height=72, size=32, pad=0.05,

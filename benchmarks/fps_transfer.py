@@ -1,7 +1,8 @@
 """Frame-rate transfer: one trained model on the same behaviour filmed at two frame rates.
 
-Renders ``--videos`` synthetic test videos twice with the same animal, arena and behaviour
-schedule in seconds — at ``--base-fps`` (the training rate) and at ``--fps`` (e.g. 60) — labels both
+Renders ``--videos`` synthetic test videos at ``--fps`` (e.g. 60) and takes every
+``fps / base-fps``-th frame of each as the same video at ``--base-fps`` (the training rate): the
+same animal, walk and behaviours at the same seconds. Labels both
 sets with the model's inference contract (:func:`mvd.infer.label_video`, boxes from the model's
 detector) and scores the twitch and grooming events against the rendered truth (hit rule).
 
@@ -15,8 +16,11 @@ Printed last, one JSON object: per rate the event F1 (hit) and counts per class,
 import argparse
 import json
 import tempfile
+from fractions import Fraction
 from pathlib import Path
+from typing import NamedTuple
 
+import av
 import numpy as np
 
 from components.predict import resolve_model
@@ -29,16 +33,41 @@ from mvd.weights import load_model
 from pipeline.demo import DEFAULT_SIZES, render_video
 
 
+class Rendered(NamedTuple):
+    """One rendered video and its truth: inclusive frame ranges of the behaviours."""
+    path: Path
+    fps: float
+    behaviours: list[tuple[str, int, int]]
+
+
 def render_pair(work: Path, k: int, seed: int, duration_s: float, base_fps: float, fps: float):
-    """The same video at two rates: behaviours sampled at ``base_fps``, re-timed in seconds for ``fps``."""
+    """The same video at two rates: rendered at ``fps``, and every ``fps / base_fps``-th frame of it
+    encoded again at ``base_fps``. Both show the same walk and the same behaviours at the same
+    seconds (two renderings would not: the animal's path is drawn frame by frame). A base frame
+    belongs to a behaviour when the frame it was taken from does."""
+    step = fps / base_fps
+    if step < 1 or abs(step - round(step)) > 1e-9:
+        raise SystemExit(f"--fps {fps:g} must be a whole multiple of --base-fps {base_fps:g}")
+    step = int(round(step))
     size = DEFAULT_SIZES[k % len(DEFAULT_SIZES)]
-    base = render_video(work / f"v{k}_{base_fps:g}.mp4", num_frames=int(duration_s * base_fps), fps=base_fps,
-                        size=size, seed=seed)
-    timed = [(name, int(round(s / base_fps * fps)), int(round((e + 1) / base_fps * fps)) - 1)
-             for name, s, e in base.behaviours]
     other = render_video(work / f"v{k}_{fps:g}.mp4", num_frames=int(duration_s * fps), fps=fps, size=size,
-                         seed=seed, behaviours=timed)
-    return base, other
+                         seed=seed)
+    path = work / f"v{k}_{base_fps:g}.mp4"
+    with av.open(str(other.path)) as src, av.open(str(path), mode="w", format="mp4") as dst:
+        out = dst.add_stream("libx264", rate=Fraction(base_fps).limit_denominator(1001))
+        out.width, out.height, out.pix_fmt = other.width, other.height, "yuv420p"
+        out.options = {"crf": "18"}
+        for i, frame in enumerate(src.decode(video=0)):
+            if i % step == 0:
+                f = av.VideoFrame.from_ndarray(frame.to_ndarray(format="yuv420p"), format="yuv420p")
+                f.pts = i // step
+                dst.mux(out.encode(f))
+        dst.mux(out.encode(None))
+    timed = []
+    for name, s, e in other.behaviours:
+        a, b = -(-s // step), e // step  # the base frames taken from inside [s, e]
+        timed.append((name, a, b) if a <= b else (name, round(s / step), round(s / step)))
+    return Rendered(path, float(base_fps), timed), Rendered(other.path, float(fps), list(other.behaviours))
 
 
 def score(model, spec, truths, labels, detector) -> dict:

@@ -32,8 +32,8 @@ from .config import CROP_MODES
 # (track 2: the line sees a clip span on each side, corners between pixels)
 CROP_RULE_VERSIONS = {"union": 1, "track": 2}
 
-__all__ = ["CROP_MODES", "CROP_RULE_VERSIONS", "union_box", "square_crop_box", "crop_resize", "crop_for_frames", "track_crop_boxes",
-           "window_crops"]
+__all__ = ["CROP_MODES", "CROP_RULE_VERSIONS", "union_box", "square_crop_box", "crop_resize", "crop_for_frames",
+           "track_crop_boxes", "window_crops"]
 
 
 def union_box(boxes: np.ndarray) -> np.ndarray | None:

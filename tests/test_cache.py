@@ -77,7 +77,8 @@ def test_a_new_crop_rule_version_does_not_reuse_windows_the_old_code_cut(tmp_pat
     from mvd import crop
 
     cache = tmp_path / "cache"
-    cfg = _cfg(str(cache), **{"data.crop_mode": "track", "data.crop_workers": 1})  # in this process, where it is patched
+    # in this process, where the version is patched
+    cfg = _cfg(str(cache), **{"data.crop_mode": "track", "data.crop_workers": 1})
     run_ingest(str(training_data), cfg, tmp_path / "m")
     first = run_bbox_crop(tmp_path / "m", cfg, tmp_path / "c1")["cache"]["windows"]
     assert first["computed"] > 0 and first["reused"] == 0

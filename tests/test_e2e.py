@@ -78,7 +78,7 @@ def test_mar_run_json_summary(tiny_project, tmp_path):
 
     # the model card carries the inference contract, its post-processing fitted (or kept, with the reason)
     # on the validation video; the figures reached MLflow
-    from components.predict import resolve_model, run_predict
+    from components.predict import resolve_model
 
     uri = f"models:/{summary['model_name']}@candidate"
     card = json.loads((resolve_model(uri, summary["mlflow_tracking_uri"]) / "model_card.json").read_text())
@@ -92,14 +92,41 @@ def test_mar_run_json_summary(tiny_project, tmp_path):
     assert card["train_config"]["benchmark"]["objective"] == {"Head/Body TWITCH": "counts"}
 
     # the registered model labels the test videos exactly as the benchmark did: same frames and bouts CSVs
-    videos = [str(Path(manifest_files[0].parent) / v["file"]) for v in tests]
-    out = run_predict(uri, videos, tmp_path / "pred", tracking_uri=summary["mlflow_tracking_uri"])
+    _predict_matches_benchmark(summary, work, tmp_path / "pred")
+
+
+def _predict_matches_benchmark(summary: dict, work: Path, out_dir: Path) -> None:
+    """`mar predict` with the registered candidate writes the benchmark's frames and bouts CSVs, byte for byte."""
+    from components.predict import run_predict
+
+    manifest_file = next((work / "kfp").rglob("manifest.json"))
+    tests = [v for v in json.loads(manifest_file.read_text())["videos"] if v["split"] == "test"]
+    videos = [str(manifest_file.parent / v["file"]) for v in tests]
+    uri = f"models:/{summary['model_name']}@candidate"
+    out = run_predict(uri, videos, out_dir, tracking_uri=summary["mlflow_tracking_uri"])
     assert [v["frames"] for v in out["videos"].values()] == [v["num_frames"] for v in tests]
     bench = Path(summary["artifacts"]["predictions"])
     for v in tests:
         for kind in ("frames", "bouts"):
             name = f"{Path(v['file']).name}.{kind}.csv"
-            assert (tmp_path / "pred" / name).read_bytes() == (bench / name).read_bytes(), name
+            assert (out_dir / name).read_bytes() == (bench / name).read_bytes(), name
+
+
+def test_the_profiles_tracked_crop_predicts_as_benchmarked(tiny_project, tmp_path):
+    """The cpu profile's own crop rule (track, a crop per frame) through the whole DAG, then `mar predict`."""
+    work = tmp_path / "work"
+    cmd = [sys.executable, "-m", "pipeline.cli", "run", "--source", str(tiny_project.root), "--profile", "cpu",
+           "--set", "train.epochs=1", "--set", "train.samples_per_epoch=32", "--set", "benchmark.stride=4",
+           "--workdir", str(work), "--json"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    from components.predict import resolve_model
+
+    card = json.loads((resolve_model(f"models:/{summary['model_name']}@candidate", summary["mlflow_tracking_uri"])
+                       / "model_card.json").read_text())
+    assert card["inference"]["crop_mode"] == "track"
+    _predict_matches_benchmark(summary, work, tmp_path / "pred")
 
 
 @pytest.mark.s3

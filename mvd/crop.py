@@ -177,7 +177,7 @@ def track_crop_boxes(
     cok = np.isfinite(ctx).all(axis=1)
     t = np.arange(lo, hi, dtype=np.float64)[cok]
     centres = np.stack([(ctx[cok, 0] + ctx[cok, 2]) / 2.0, (ctx[cok, 1] + ctx[cok, 3]) / 2.0], axis=1)
-    if len(np.unique(t)) >= 2:
+    if len(t) >= 2:
         coef = np.polyfit(t, centres, 1)  # (2, 2): slope and intercept of x and of y
         line = idx.astype(np.float64)[:, None] * coef[0] + coef[1]
     else:

@@ -1,23 +1,16 @@
 """benchmarks/fps_transfer.py: the two rates show the same video (the same walk and behaviours at the
 same seconds), so the twitch F1 drop measures the frame rate and nothing else."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
+from benchscripts import load
 
 from mvd.video import probe, read_frames
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "fps_transfer.py"
 
 
 @pytest.fixture(scope="module")
 def fps_transfer():
-    spec = importlib.util.spec_from_file_location("fps_transfer", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load("fps_transfer")
 
 
 def test_the_base_rate_video_is_every_other_frame_of_the_fast_one(fps_transfer, tmp_path):

@@ -83,7 +83,8 @@ def run_benchmark(
                  model_info={"arch": card["arch"], "labels": labels, "data_version": card.get("data_version", ""),
                              "calibration": spec.calibration.get("status", "none"),
                              **({"calibration_objective": objectives} if objectives else {}),
-                             "stride": spec.stride, "crop_pad": spec.crop_pad, "test_time_views": spec.tta_views})
+                             "stride": spec.stride, "crop_pad": spec.crop_pad, "crop_mode": spec.crop_mode,
+                             "test_time_views": spec.tta_views})
     slim = {k: v for k, v in result.items() if k not in ("pred_labels",)}
     write_json(pred_dir / "metrics.json", slim)
     return result

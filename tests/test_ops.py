@@ -169,7 +169,9 @@ def test_benchmark_op(env, benchmarked, trained):
     results = json.loads(Path(benchmarked["results"].path).read_text())
     assert {"headline", "summary"} <= set(results)
     assert 0.0 <= results["summary"]["frame_macro_f1"] <= 1.0
-    assert Path(benchmarked["report"].path).read_text().startswith("<!DOCTYPE html>")
+    report = Path(benchmarked["report"].path).read_text()
+    assert report.startswith("<!DOCTYPE html>")
+    assert "<dt>crop mode</dt><dd>track</dd>" in report  # the profile's crop rule, named for the reader
     assert list(Path(benchmarked["predictions"].path).glob("*.frames.csv"))
     run = tracking.client(env["tracking_uri"]).get_run(trained[1])
     assert run.data.metrics["frame_macro_f1"] == pytest.approx(results["summary"]["frame_macro_f1"])

@@ -1,6 +1,7 @@
 """The synthetic demo project: Supervisely format, determinism, behaviours, pixels."""
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -85,9 +86,7 @@ def test_same_seed_same_project_other_seed_differs(projects):
         ja = json.loads((a.root / va.dataset / "ann" / f"{va.name}.json").read_text())
         jb = json.loads((b.root / vb.dataset / "ann" / f"{vb.name}.json").read_text())
         assert ja == jb
-        fa, fb = decode(va.path), decode(vb.path)
-        for i in (0, len(fa) // 2, len(fa) - 1):
-            np.testing.assert_array_equal(fa[i], fb[i])
+        assert va.path.read_bytes() == vb.path.read_bytes(), f"{va.name}: the same seed gave other bytes"
     assert [v.behaviours for v in a.videos] != [v.behaviours for v in c.videos]
     assert not np.array_equal(decode(a.videos[0].path)[0], decode(c.videos[0].path)[0])
 
@@ -193,6 +192,17 @@ def test_bad_inputs_are_refused(tmp_path):
                      behaviours=[(GROOMING, 0, 20), (TWITCH, 20, 25)])
     with pytest.raises(ValueError, match="unknown behaviour"):
         render_video(tmp_path / "u.mp4", num_frames=50, size=(64, 48), behaviours=[("Rearing", 0, 5)])
+
+
+def test_the_same_video_renders_to_the_same_bytes_every_time(tmp_path):
+    """x264's macroblock tree gave other bytes for the same frames from one encode to the next (in
+    the first seconds of a video, more often with other work running): a demo rendered anew then
+    trained on other pixels. Every render of a seed must give the same file."""
+    digests = set()
+    for k in range(6):
+        render_video(tmp_path / f"r{k}.mp4", num_frames=150, fps=30, size=(320, 240), seed=7)
+        digests.add(hashlib.sha256((tmp_path / f"r{k}.mp4").read_bytes()).hexdigest())
+    assert len(digests) == 1, f"{len(digests)} different files from 6 renders of one seed"
 
 
 def test_render_video_is_quick_for_a_short_clip(tmp_path):

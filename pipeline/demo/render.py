@@ -168,8 +168,10 @@ def _open_writer(path: Path, width: int, height: int, fps: float):
     gop = max(1, int(round(2 * fps)))
     stream.codec_context.gop_size = gop
     stream.codec_context.thread_count = 1
-    # A fixed 2 s GOP; diamond motion search and short lookahead keep encoding cheap.
-    params = f"keyint={gop}:min-keyint={gop}:scenecut=0:rc-lookahead=10:me=dia:subme=1"
+    # A fixed 2 s GOP; diamond motion search and short lookahead keep encoding cheap. The macroblock
+    # tree is off: with it, the same frames gave other bytes from one encode to the next (in a video's
+    # first seconds, more often with other work running), so a demo rendered anew trained on other pixels.
+    params = f"keyint={gop}:min-keyint={gop}:scenecut=0:rc-lookahead=10:me=dia:subme=1:mbtree=0"
     stream.options = {"crf": str(_CRF), "preset": _PRESET, "x264-params": params}
     return container, stream
 

@@ -92,6 +92,8 @@ class TrainConfig:
     flip: bool = True
     color_jitter: float = 0.0  # brightness/contrast/saturation ± this, one draw per clip
     invert_prob: float = 0.0  # probability of inverting a clip's colours (dark ↔ light animals)
+    low_res_prob: float = 0.0  # probability of shrinking a clip and enlarging it back (a smaller or coarser animal)
+    low_res_scale: float = 0.5  # the smallest side it is shrunk to, × the input size
     balanced_sampling: bool = False
     samples_per_epoch: int = 0  # 0 = one pass over the training clips
     amp: bool = True
@@ -370,6 +372,7 @@ def validate(cfg: Config) -> None:
         (0 <= t.label_smoothing < 1, "train.label_smoothing must be in [0, 1)"),
         (t.dense_loss_weight >= 0, "train.dense_loss_weight must be ≥ 0"),
         (0 <= t.color_jitter < 1 and 0 <= t.invert_prob <= 1, "train.color_jitter must be in [0, 1), train.invert_prob in [0, 1]"),
+        (0 <= t.low_res_prob <= 1 and 0 < t.low_res_scale <= 1, "train.low_res_prob must be in [0, 1], train.low_res_scale in (0, 1]"),
         (b.stride >= 0 and b.batch_size >= 1, "benchmark.stride must be ≥ 0 and benchmark.batch_size ≥ 1"),
         (b.tta_views in TTA_VIEWS, f"benchmark.tta_views must be one of {TTA_VIEWS} (1 = no test-time views)"),
         (b.tta_views == 1 or t.flip, f"benchmark.tta_views={b.tta_views} averages flipped views, but train.flip is off, "

@@ -276,7 +276,8 @@ def train(
     train_ds, val_ds = ClipDataset(reader, tr_pos), ClipDataset(reader, va_pos)
     # clips travel to the device as uint8; conversion and augmentation run there, batch-wise
     train_tf = ClipAugment(m.input_size, True, rrc_scale=tuple(t.rrc_scale), flip=t.flip, rand_augment=t.rand_augment,
-                           reprob=t.reprob, color_jitter=t.color_jitter, invert_prob=t.invert_prob)
+                           reprob=t.reprob, color_jitter=t.color_jitter, invert_prob=t.invert_prob,
+                           low_res_prob=t.low_res_prob, low_res_scale=t.low_res_scale)
     val_tf = ClipAugment(m.input_size, False)
     present = sorted(set(all_labels))
     logger.info("clips: %d train, %d val; classes present %s", len(train_ds), len(val_ds), [labels[i] for i in present])

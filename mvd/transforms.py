@@ -8,8 +8,10 @@ augmentation for every frame of a clip.
 Training: RandAugment (torchvision, on the uint8 frames; the timm-style spec
 ``rand-m<M>-n<N>[-mstd<S>][-inc1]`` picks the number of ops and their magnitude, ``mstd`` draws
 each clip's magnitude around M), random-resized crop, flips (horizontal, vertical and, for square frames, diagonal: the 8
-symmetries of a square, since top-view footage has no preferred direction), optional colour
-jitter and inversion, normalisation, random erasing (timm, one region through all frames).
+symmetries of a square, since top-view footage has no preferred direction), optional lower
+resolution (the clip shrunk and enlarged back: an animal filmed smaller in the frame or with a
+coarser camera, whose crop is enlarged from fewer pixels), optional colour jitter and inversion,
+normalisation, random erasing (timm, one region through all frames).
 Evaluation: resize to the input size and normalise.
 """
 
@@ -98,6 +100,8 @@ class ClipAugment:
         reprob: float = 0.0,
         color_jitter: float = 0.0,
         invert_prob: float = 0.0,
+        low_res_prob: float = 0.0,
+        low_res_scale: float = 0.5,
     ):
         self.size = int(input_size)
         self.train = train
@@ -111,6 +115,8 @@ class ClipAugment:
                                                interpolation=v2.InterpolationMode.BILINEAR, fill=fill)
         self.color_jitter = color_jitter if train else 0.0
         self.invert_prob = invert_prob if train else 0.0
+        self.low_res_prob = low_res_prob if train else 0.0
+        self.low_res_scale = float(low_res_scale)
         self.erase = RandomErasing(reprob, mode="pixel", max_count=1, device="cpu") if train and reprob > 0 else None
 
     def _rand_augment(self, clips: torch.Tensor) -> torch.Tensor:
@@ -153,6 +159,19 @@ class ClipAugment:
                 clips[idx] = op(clips[idx])
         return clips
 
+    def _low_res(self, x: torch.Tensor) -> torch.Tensor:
+        """Each chosen clip of (B, 3, T, S, S) shrunk to a side drawn uniformly from
+        [low_res_scale × S, S] (antialiased) and enlarged back to S, the same for all its frames."""
+        idx = self._chosen(self.low_res_prob, len(x))
+        if not len(idx):
+            return x
+        s = x.shape[-1]
+        sides = torch.randint(max(1, round(self.low_res_scale * s)), s + 1, (len(idx),))
+        for i, side in zip(idx.tolist(), sides.tolist()):
+            if side < s:
+                x[i] = resize(resize(x[i], side), s)
+        return x
+
     def _jitter(self, x: torch.Tensor) -> torch.Tensor:
         """Brightness, contrast and saturation scaled by 1 ± color_jitter, one draw per clip (in place)."""
         j = self.color_jitter
@@ -189,6 +208,8 @@ class ClipAugment:
         if self.flip:
             clips = self._flip(clips, owned)
         x = self._resized_crop(to_float(clips))
+        if self.low_res_prob > 0:
+            x = self._low_res(x)
         if self.color_jitter > 0:
             x = self._jitter(x)
         if self.invert_prob > 0:

@@ -23,7 +23,8 @@ def test_profiles_and_overrides(tmp_path):
     ("model.tubelet_size=3", "multiple of model.tubelet_size"), ("model.patch_size=0", "patch_size"), ("benchmark.thresholds.foo=0.5", "foo"),
     ("train.flip=maybe", "true/false"), ("epochs", "key=value"),
     ("train.rand_augment=autoaug", "rand-m7-n4"), ("train.rand_augment=rand-m7-x3", "'x3' is not understood"),
-    ("train.rand_augment=rand-m12-n2", "0–10"),
+    ("train.rand_augment=rand-m12-n2", "0–10"), ("train.low_res_scale=0", "low_res_scale in"),
+    ("train.low_res_prob=1.5", "low_res_prob must be in"),
 ])
 def test_bad_overrides_are_named(item, needle):
     with pytest.raises(ConfigError, match=needle):

@@ -46,7 +46,8 @@ def test_rejects_float_or_channel_first_input():
 
 
 def _full(**kw):
-    args = dict(rrc_scale=(0.5, 1.0), flip=True, rand_augment="rand-m9-n3-mstd0.5-inc1", color_jitter=0.3, invert_prob=0.5)
+    args = dict(rrc_scale=(0.5, 1.0), flip=True, rand_augment="rand-m9-n3-mstd0.5-inc1", color_jitter=0.3, invert_prob=0.5,
+                low_res_prob=0.5)
     args.update(kw)
     return ClipAugment(32, True, **args)
 
@@ -92,6 +93,32 @@ def test_inversion_with_probability_one():
     x = _clips(b=2)
     y = ClipAugment(32, True, rrc_scale=(1.0, 1.0), flip=False, invert_prob=1.0)(x)
     torch.testing.assert_close(y, _by_hand(255 - x), atol=1e-5, rtol=1e-5)
+
+
+def test_lower_resolution_is_a_shrink_and_enlarge_per_clip():
+    """Each clip equals itself shrunk (antialiased bilinear) to one side in [scale × S, S] and enlarged back,
+    the same side for all its frames; sides differ between clips; evaluation never shrinks."""
+    import torch.nn.functional as F
+
+    x = _clips(b=12, t=2)
+    torch.manual_seed(5)
+    y = ClipAugment(32, True, rrc_scale=(1.0, 1.0), flip=False, low_res_prob=1.0, low_res_scale=0.25)(x)
+    ref = _by_hand(x)
+    found = []
+    for b in range(len(x)):
+        for side in range(8, 33):
+            frames = ref[b].permute(1, 0, 2, 3)  # (T, 3, S, S)
+            if side < 32:
+                small = F.interpolate(frames, size=(side, side), mode="bilinear", align_corners=False, antialias=True)
+                frames = F.interpolate(small, size=(32, 32), mode="bilinear", align_corners=False, antialias=True)
+            if torch.allclose(y[b], frames.permute(1, 0, 2, 3), atol=1e-4):
+                found.append(side)
+                break
+        else:
+            raise AssertionError(f"clip {b} is not a shrink-and-enlarge of its input")
+    assert len(set(found)) > 3 and min(found) < 20, found
+    torch.testing.assert_close(ClipAugment(32, False, low_res_prob=1.0)(x), ref)
+    torch.testing.assert_close(ClipAugment(32, True, rrc_scale=(1.0, 1.0), flip=False, low_res_prob=0.0)(x), ref)
 
 
 def test_erasing_covers_one_region_through_all_frames():

@@ -180,6 +180,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "train.rand_augment": "",
         "train.rrc_scale": [1.0, 1.0],
         "train.flip": True,
+        "train.color_jitter": 0.4,  # brightness and contrast: other lighting, fainter motion (README)
         "train.reprob": 0.0,
         "train.mixup_prob": 0.0,
         "train.label_smoothing": 0.0,

@@ -27,9 +27,10 @@ def test_mar_run_json_summary(tiny_project, tmp_path):
            "--set", "benchmark.objective.Head/Body TWITCH=counts",
            # one view: 96 updates do not yet make the model alike in every orientation (4 views: grooming F1 0.54)
            "--set", "benchmark.tta_views=1",
-           # the quality floors below hold for this seed with the reference crop; 96 updates on 3 videos
-           # are a matter of the draw with either rule (seed 1 learns no grooming with either)
-           "--set", "data.crop_mode=union", "--workdir", str(work), "--json"]
+           # the quality floors below hold for this seed with the reference crop and no colour jitter; 96
+           # updates on 3 videos are a matter of the draw with either rule (seed 1 learns no grooming with
+           # either), and the profile's jitter slows them (grooming frame F1 under 0.6 with it)
+           "--set", "data.crop_mode=union", "--set", "train.color_jitter=0", "--workdir", str(work), "--json"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -16,7 +16,6 @@ Printed last, one JSON object: per rate the event F1 (hit) and counts per class,
 import argparse
 import json
 import tempfile
-from fractions import Fraction
 from pathlib import Path
 from typing import NamedTuple
 
@@ -30,7 +29,7 @@ from mvd.detect import make_detector
 from mvd.infer import label_video
 from mvd.metrics import evaluate
 from mvd.weights import load_model
-from pipeline.demo import DEFAULT_SIZES, render_video
+from pipeline.demo import DEFAULT_SIZES, open_writer, render_video
 
 
 class Rendered(NamedTuple):
@@ -53,10 +52,8 @@ def render_pair(work: Path, k: int, seed: int, duration_s: float, base_fps: floa
     other = render_video(work / f"v{k}_{fps:g}.mp4", num_frames=int(duration_s * fps), fps=fps, size=size,
                          seed=seed)
     path = work / f"v{k}_{base_fps:g}.mp4"
-    with av.open(str(other.path)) as src, av.open(str(path), mode="w", format="mp4") as dst:
-        out = dst.add_stream("libx264", rate=Fraction(base_fps).limit_denominator(1001))
-        out.width, out.height, out.pix_fmt = other.width, other.height, "yuv420p"
-        out.options = {"crf": "18"}
+    dst, out = open_writer(path, other.width, other.height, base_fps)  # encoded as the demo's videos are
+    with av.open(str(other.path)) as src, dst:
         for i, frame in enumerate(src.decode(video=0)):
             if i % step == 0:
                 f = av.VideoFrame.from_ndarray(frame.to_ndarray(format="yuv420p"), format="yuv420p")

@@ -30,6 +30,19 @@ def test_the_base_rate_video_is_every_other_frame_of_the_fast_one(fps_transfer, 
         assert 2 * (bs - 1) < s and 2 * (be + 1) > e  # and none taken from inside it is left out
 
 
+def test_the_pair_renders_to_the_same_files_every_time(fps_transfer, tmp_path):
+    """Both videos are encoded as the demo's are, so a rerun of the benchmark scores the same pixels."""
+    import hashlib
+
+    def digests(d):
+        d.mkdir()
+        return [hashlib.sha256(r.path.read_bytes()).hexdigest() for r in fps_transfer.render_pair(d, 0, 7, 2.0, 15.0, 30.0)]
+
+    first = digests(tmp_path / "a")
+    for k in range(3):
+        assert digests(tmp_path / f"b{k}") == first
+
+
 def test_the_fast_rate_must_be_a_whole_multiple_of_the_base_rate(fps_transfer, tmp_path):
     with pytest.raises(SystemExit, match="whole multiple"):
         fps_transfer.render_pair(tmp_path, 0, 7, 1.0, 25.0, 60.0)

@@ -10,7 +10,7 @@ way labs annotate real projects. Everything is deterministic from the seed.
 """
 
 from .project import write_demo_project
-from .render import render_video
+from .render import open_writer, render_video
 from .truth import (
     ACTIVITIES,
     BEHAVIOURS,
@@ -26,4 +26,4 @@ from .truth import (
 )
 
 __all__ = ["ACTIVITIES", "BEHAVIOURS", "DATASETS", "DEFAULT_FPS", "DEFAULT_SIZES", "GROOMING", "MOUSE_CLASS", "TWITCH",
-           "DemoProject", "DemoVideo", "VideoTruth", "render_video", "write_demo_project"]
+           "DemoProject", "DemoVideo", "VideoTruth", "open_writer", "render_video", "write_demo_project"]

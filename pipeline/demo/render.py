@@ -161,7 +161,8 @@ def _draw(frame: np.ndarray, scene: _Scene, look: _Look, parts: dict[str, np.nda
 # --------------------------------------------------------------------------- video
 
 
-def _open_writer(path: Path, width: int, height: int, fps: float):
+def open_writer(path: Path, width: int, height: int, fps: float):
+    """An mp4 container and its H.264 stream as every demo video is encoded (the same file for the same frames)."""
     container = av.open(str(path), mode="w", format="mp4")
     stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
     stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
@@ -218,7 +219,7 @@ def render_video(path: Path | str, *, num_frames: int, fps: float = 30, size: tu
     head_xy = np.empty((num_frames, 2), np.float32)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.part")
-    container, stream = _open_writer(tmp, width, height, fps)
+    container, stream = open_writer(tmp, width, height, fps)
     try:
         frame = np.empty_like(scene.background)
         for t in range(num_frames):

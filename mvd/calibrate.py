@@ -2,9 +2,10 @@
 
 After training, the sliding window labels whole validation videos (never test videos); for
 every action class a small grid of rules (:class:`mvd.postprocess.ClassRule`: threshold,
-smoothing, gap filling, minimum duration) is tried on those videos, and the rule with the best
-event F1 wins, count error (|Σpred − Σtrue| / Σtrue) breaking ties, then frame F1; among rules
-that tie, the middle one (:func:`_robust_best`). Event F1 here
+smoothing, gap filling, minimum duration) is tried on those videos. Among the rules whose event
+F1 is within one validation event's worth of the best (1 / the class's validation events), the
+lowest count error (|Σpred − Σtrue| / Σtrue) wins, then event F1, then frame F1; among rules that
+tie, the middle one (:func:`_robust_best`). Event F1 here
 is the mean of the F1 under the hit rule (a prediction near an event counts it) and the F1 at
 IoU ≥ 0.5 (a prediction that also spans the event): the hit rule alone rewards bouts smeared
 over seconds, which count right and time wrong. A class whose readout is its count alone (head
@@ -149,19 +150,25 @@ def _key(sc: _Score, objective: str) -> tuple[float, float, float]:
 FRAME_F1_TIE = 0.005  # frame F1 this close to the best is a tie: a few frames of a few videos
 
 
-def _robust_best(scores: Mapping[ClassRule, tuple[float, float, float]]) -> ClassRule:
+def _robust_best(scores: Mapping[ClassRule, tuple[float, float, float]], event_tie: float = 0.0) -> ClassRule:
     """The best-scoring rule, chosen away from the edges of what worked on the validation videos.
 
-    Rules tie when their objective F1 and count error equal the best and their frame F1 is within
-    ``FRAME_F1_TIE`` of it (a frame F1 a thousandth higher is a few frames, not evidence). Among the
+    Rules whose objective F1 is within ``event_tie`` of the best (one validation event's worth, see
+    :func:`fit_postprocess`) are near the best, and among them the lowest count error ranks first, then
+    the objective F1: an F1 one found or missed event apart is not evidence on a few dozen events, while
+    the count is what a lab reads. Rules tie when their count error and objective F1 equal the best
+    near rule's and their frame F1 is within ``FRAME_F1_TIE`` of it (a frame F1 a thousandth higher is a
+    few frames, not evidence). Among the
     tied rules, one threshold is kept unless only hysteresis pairs tie, and the smoothing / gap /
     duration / peak setting for which most thresholds tie (the widest plateau) wins, with the middle
     threshold of its plateau; among equally wide settings, the one nearest the middle of them in
     smoothing, gap, duration and peak. When classes separate cleanly on the validation videos many
     rules score alike, and the least processing among them (no gap filled, no minimum duration)
     fragments bouts on new videos that the middle of the plateau keeps whole."""
-    top = max(scores.values())
-    best = [r for r, sc in scores.items() if sc[:2] == top[:2] and sc[2] >= top[2] - FRAME_F1_TIE]
+    top_f1 = max(sc[0] for sc in scores.values())
+    near = {r: sc for r, sc in scores.items() if sc[0] >= round(top_f1 - event_tie, 9)}
+    top = max((sc[1], sc[0], sc[2]) for sc in near.values())
+    best = [r for r, sc in near.items() if (sc[1], sc[0]) == top[:2] and sc[2] >= top[2] - FRAME_F1_TIE]
     if any(r.peak_threshold <= r.threshold for r in best):  # hysteresis only where it scores better
         best = [r for r in best if r.peak_threshold <= r.threshold]
     plateaus: dict[tuple[float, ...], list[float]] = {}
@@ -191,13 +198,15 @@ def fit_postprocess(
     pinned: Mapping[str, Mapping[str, float]] | None = None,
     min_events: int = MIN_EVENTS,
     objectives: Mapping[str, str] | None = None,
+    tie_one_event: bool = True,
 ) -> tuple[PostProcess, dict[str, Any]]:
     """Fitted :class:`PostProcess` and a report ``{class: {status, reason?, rule, val figures}}``.
 
     ``pinned`` maps class -> {rule key: value} fixed by configuration. A class with fewer than
     ``min_events`` annotated events on the validation videos keeps its default (or pinned) rule,
     and the report says why. ``objectives`` maps class -> ``events`` (the default) or ``counts``
-    (see :func:`_key`).
+    (see :func:`_key`). ``tie_one_event`` off ranks by the objective F1 alone, count error breaking
+    only exact ties.
     """
     labels = list(labels)
     idle = idle_index(labels) if idle is None else idle
@@ -238,7 +247,8 @@ def fit_postprocess(
                             rule = ClassRule(threshold=thr, smooth_s=sm, min_duration_s=mn, merge_gap_s=gap,
                                              peak_threshold=peak)
                             scores[rule] = _key(_score_class(videos, k, rule, hit_tolerance_s, cache), objective)
-        best = _robust_best(scores)
+        event_tie = 1.0 / len(truths) if tie_one_event else 0.0
+        best = _robust_best(scores, event_tie=event_tie)
         sc = _score_class(videos, k, best, hit_tolerance_s, cache)
         rules[name] = best
         source[name] = "config" if set(pin) == set(RULE_KEYS) else "fitted"
@@ -246,7 +256,7 @@ def fit_postprocess(
                         "val_event_f1": sc.event_f1, "val_event_hit_f1": sc.hit_f1,
                         f"val_event_iou{EVENT_IOU:g}_f1": sc.iou_f1, "val_count_total_error": sc.count_error,
                         "val_frame_f1": sc.frame_f1,
-                        "pinned": sorted(pin), "grid_size": len(scores),
+                        "pinned": sorted(pin), "grid_size": len(scores), "event_tie": event_tie,
                         "hysteresis": best.peak_threshold > best.threshold}
         logger.info("calibration: %s -> %s (validation: hit F1 %.3f, IoU≥%g F1 %.3f, count error %.3f, frame F1 %.3f)",
                     name, best, sc.hit_f1, EVENT_IOU, sc.iou_f1, sc.count_error, sc.frame_f1)

@@ -37,6 +37,7 @@ class ModelConfig:
     tubelet_size: int = 2  # frames per token, = the dense head's time resolution (official checkpoints: 2)
     drop_path: float = 0.1
     subtract_temporal_mean: bool = False  # feed each frame minus the clip's mean frame (motion only)
+    normalize_contrast: bool = False  # divide each clip by its own standard deviation (faint and contrasty scenes alike)
     dense_head: bool = True  # also classify every temporal token: per-frame labels, not window-wide ones
     target_fps: float = 0.0  # the model's frame rate: every video is resampled to it; 0 = the lowest rate among the training videos
     pretrained: str = ""  # path/URI of an official .pth or one of our model directories
@@ -165,6 +166,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "model.input_size": 32,
         "model.drop_path": 0.0,
         "model.subtract_temporal_mean": True,
+        "model.normalize_contrast": True,  # faint and contrasty scenes alike (README)
         "data.crop_mode": "track",  # a walking animal stays put in the crop, so its twitches are not drowned (README)
         "data.idle_ratio": 3.0,  # every idle stretch the videos have: the walking and head turns twitches are told from
         "train.epochs": 30,

@@ -59,6 +59,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 LAYER_NORM_EPS = 1e-6
+# normalize_contrast divides by at least this (in normalised input units, about 3 grey levels): a
+# featureless crop keeps its faint noise faint instead of being blown up to the contrast of an animal
+CONTRAST_FLOOR = 0.05
 
 
 def _sincos_1d(dim: int, pos: Tensor) -> Tensor:
@@ -222,6 +225,7 @@ class VisionTransformer(nn.Module):
         init_scale: float = 0.001,
         grad_checkpointing: bool = False,
         subtract_temporal_mean: bool = False,
+        normalize_contrast: bool = False,
         dense_head: bool = False,
     ) -> None:
         super().__init__()
@@ -239,6 +243,10 @@ class VisionTransformer(nn.Module):
         # so the tokens carry motion rather than the animal's and arena's appearance. Off for the
         # official architectures (their checkpoints expect RGB); the tiny CPU profile turns it on.
         self.subtract_temporal_mean = subtract_temporal_mean
+        # Optional, also without parameters: each clip divided by its own standard deviation over
+        # channels, frames and pixels (the contrast of the animal against its floor in the crop), so a
+        # faint scene and a contrasty one of the same movement give the same input.
+        self.normalize_contrast = normalize_contrast
 
         self.patch_embed = PatchEmbed(
             img_size=img_size,
@@ -353,6 +361,8 @@ class VisionTransformer(nn.Module):
             f"input size {H}x{W} does not match the model's img_size {self.img_size}; "
             f"resize the input or build the model with img_size={H}"
         )
+        if self.normalize_contrast:
+            x = x / x.std(dim=(1, 2, 3, 4), keepdim=True).clamp_min(CONTRAST_FLOOR)
         if self.subtract_temporal_mean:
             x = x - x.mean(dim=2, keepdim=True)
         x = self.patch_embed(x)

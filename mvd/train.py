@@ -101,8 +101,8 @@ def build_model(cfg: Config, num_classes: int) -> nn.Module:
     m = cfg.model
     model = create_model(
         m.arch, num_classes=num_classes, num_frames=m.num_frames, img_size=m.input_size, drop_path_rate=m.drop_path,
-        subtract_temporal_mean=m.subtract_temporal_mean, dense_head=m.dense_head, patch_size=m.patch_size,
-        tubelet_size=m.tubelet_size,
+        subtract_temporal_mean=m.subtract_temporal_mean, normalize_contrast=m.normalize_contrast,
+        dense_head=m.dense_head, patch_size=m.patch_size, tubelet_size=m.tubelet_size,
     )
     if m.pretrained:
         info = load_pretrained(model, m.pretrained)
@@ -154,7 +154,8 @@ def model_card(cfg: Config, labels: list[str], data_version: str, extra: dict[st
             "target_fps": fps,
         },
         "model_kwargs": {"drop_path_rate": m.drop_path, "subtract_temporal_mean": m.subtract_temporal_mean,
-                         "dense_head": m.dense_head, "patch_size": m.patch_size},
+                         "normalize_contrast": m.normalize_contrast, "dense_head": m.dense_head,
+                         "patch_size": m.patch_size},
         "inference": spec_from_config(cfg, list(labels), fps).to_dict(),
         "train_config": cfg.to_dict(),
         "data_version": data_version,

@@ -405,3 +405,26 @@ def test_subtract_temporal_mean_ignores_static_appearance():
     plain.load_state_dict(m.state_dict())  # no extra parameters: the same state dict loads both ways
     with torch.no_grad():
         assert not torch.allclose(plain(x), plain(x + static))
+
+
+def test_normalize_contrast_sees_a_faint_and_a_contrasty_clip_alike():
+    from mvd.model import CONTRAST_FLOOR, create_model
+
+    torch.manual_seed(0)
+    m = create_model("vit_tiny", num_classes=3, num_frames=4, img_size=32, subtract_temporal_mean=True,
+                     normalize_contrast=True).eval()
+    x = torch.randn(2, 3, 4, 32, 32)
+    with torch.no_grad():
+        # the same scene at a third of the contrast on another grey level: the same logits
+        f = m.forward_features  # the head starts near zero: compare what it reads
+        torch.testing.assert_close(f(x), f(x / 3 + 0.7), rtol=1e-4, atol=1e-5)
+        # each clip by its own contrast, not the batch's
+        both = f(torch.stack([x[0], x[1] * 4]))
+        torch.testing.assert_close(both, f(x), rtol=1e-4, atol=1e-5)
+        # a featureless crop is not blown up: below the floor the scale is kept
+        flat = torch.randn(1, 3, 4, 32, 32) * CONTRAST_FLOOR / 2
+        assert not torch.allclose(f(flat), f(flat / flat.std()), rtol=1e-3, atol=1e-4)
+    plain = create_model("vit_tiny", num_classes=3, num_frames=4, img_size=32, subtract_temporal_mean=True).eval()
+    plain.load_state_dict(m.state_dict())  # no extra parameters
+    with torch.no_grad():
+        assert not torch.allclose(plain.forward_features(x), plain.forward_features(x / 3 + 0.7), rtol=1e-3, atol=1e-4)

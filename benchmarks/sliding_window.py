@@ -12,13 +12,16 @@
             instead of one thread per usable core
   views     dense with each window's softmax averaged over ``--views`` flips of its crop
             (tta_views; the cpu profile's benchmark.tta_views is 4)
+  contrast  dense with each clip divided by its own standard deviation (model.normalize_contrast, on
+            in the cpu profile)
   track     ours with a crop per frame that follows the animal (crop_mode=track, the cpu profile's
             rule) instead of one crop per window
 
 Printed: p1_vs_naive = ours windows/s ÷ naive windows/s, p2_vs_decode = ours frames/s ÷
 decode frames/s (goal ≥ 5 and ≥ 0.5 with the tiny CPU model), dense_vs_clip = dense windows/s ÷
 ours (clip head) windows/s (goal ≥ 0.9), threads_vs_inline = ours windows/s ÷ inline windows/s,
-views_vs_1 = views windows/s ÷ dense windows/s (what the test-time views cost), track_vs_union =
+views_vs_1 = views windows/s ÷ dense windows/s (what the test-time views cost), contrast_vs_dense =
+contrast windows/s ÷ dense windows/s (goal ≥ 0.9), track_vs_union =
 track windows/s ÷ ours windows/s (what following the animal costs). Medians of ``--runs`` runs.
 The naive method is timed on the first ``--naive-windows`` windows (it is slow).
 Last line: one JSON object.
@@ -88,12 +91,15 @@ def main() -> None:
     info = probe(a.video)
     model = create_model(a.arch, num_classes=3, num_frames=a.num_frames, img_size=a.size).eval()
     dense_model = create_model(a.arch, num_classes=3, num_frames=a.num_frames, img_size=a.size, dense_head=True).eval()
+    contrast_model = create_model(a.arch, num_classes=3, num_frames=a.num_frames, img_size=a.size, dense_head=True,
+                                  normalize_contrast=True).eval()
+    contrast_model.load_state_dict(dense_model.state_dict())
     boxes = make_detector("background").detect_video(a.video)
     span = a.num_frames * a.sampling_rate
     windows = sliding_windows(info.num_frames, a.num_frames, a.sampling_rate, max(1, span // 2))
     step = max(1, len(windows) // a.naive_windows)
     sample = windows[::step][: a.naive_windows]
-    ours, naive, decode, dense, inline, views, track = [], [], [], [], [], [], []
+    ours, naive, decode, dense, inline, views, track, contrast = [], [], [], [], [], [], [], []
     for _ in range(a.runs):
         t0 = time.perf_counter()
         n = sum(1 for _ in iter_frames(a.video))
@@ -107,6 +113,10 @@ def main() -> None:
         predict_video(dense_model, a.video, boxes, num_frames=a.num_frames, sampling_rate=a.sampling_rate,
                       input_size=a.size, num_classes=3, batch_size=64, head="dense")
         dense.append(len(windows) / (time.perf_counter() - t0))
+        t0 = time.perf_counter()
+        predict_video(contrast_model, a.video, boxes, num_frames=a.num_frames, sampling_rate=a.sampling_rate,
+                      input_size=a.size, num_classes=3, batch_size=64, head="dense")
+        contrast.append(len(windows) / (time.perf_counter() - t0))
         t0 = time.perf_counter()
         predict_video(dense_model, a.video, boxes, num_frames=a.num_frames, sampling_rate=a.sampling_rate,
                       input_size=a.size, num_classes=3, batch_size=64, head="dense", tta_views=a.views)
@@ -135,6 +145,8 @@ def main() -> None:
         "threads_vs_inline": round(statistics.median(o[0] / i for i, o in zip(inline, ours)), 2),
         "views": a.views, "views_windows_per_s": round(statistics.median(views), 1),
         "views_vs_1": round(statistics.median(v / d for v, d in zip(views, dense)), 3),
+        "contrast_windows_per_s": round(statistics.median(contrast), 1),
+        "contrast_vs_dense": round(statistics.median(c / d for c, d in zip(contrast, dense)), 3),
         "track_windows_per_s": round(statistics.median(track), 1),
         "track_vs_union": round(statistics.median(t / o[0] for t, o in zip(track, ours)), 3),
     }

@@ -53,6 +53,8 @@ def test_train_writes_models_checkpoints_and_reports_epochs(shards, tmp_path):
     model, card = load_model(r.best_dir)
     assert card["labels"] == LABELS and card["data_version"] == "dv1"
     assert card["input"]["num_frames"] == 4 and card["input"]["img_size"] == 32
+    # the cpu profile's input normalisation is in the card, and the loaded model applies it
+    assert card["model_kwargs"]["normalize_contrast"] is True and model.normalize_contrast
     out = model(torch.zeros(1, 3, 4, 32, 32))
     assert out.shape == (1, 3)
     ck = torch.load(r.checkpoints[-1], weights_only=True)

@@ -159,7 +159,8 @@ def _postprocess_section(post: Mapping[str, Any]) -> str:
                 "peak threshold (when one is set above the threshold) becomes idle, as do bouts shorter than the "
                 "minimum duration. <i>fitted</i> rules were chosen on the validation videos (never the test "
                 "videos) for the class's calibration objective: <i>events</i> (bouts counted and timed: the mean "
-                "of the hit-rule F1 and the IoU ≥ 0.5 F1) or <i>counts</i> (the hit-rule F1 alone); "
+                "of the hit-rule F1 and the IoU ≥ 0.5 F1) or <i>counts</i> (the hit-rule F1 alone): among the rules "
+                "within one validation event's worth of the best, the one whose count came closest; "
                 "<i>config</i> values were pinned in the configuration.")
     def peak(r: Mapping[str, Any]) -> str:
         return _fmt(r["peak_threshold"], 2) if r.get("peak_threshold", 0.0) > r.get("threshold", 0.0) else "–"

@@ -141,8 +141,9 @@ def _score_class(videos: Sequence[ValVideo], k: int, rule: ClassRule, tol_s: flo
 
 
 def _key(sc: _Score, objective: str) -> tuple[float, float, float]:
-    """What a rule is ranked by: the objective's F1 (``events``: the mean of the hit-rule and IoU F1;
-    ``counts``: the hit-rule F1 alone), then the count error, then frame F1."""
+    """The figures a rule is ranked by (:func:`_robust_best` says in which order): the objective's F1
+    (``events``: the mean of the hit-rule and IoU F1; ``counts``: the hit-rule F1 alone), the negated
+    count error and frame F1."""
     primary = sc.hit_f1 if objective == "counts" else sc.event_f1
     return round(primary, 9), -round(sc.count_error, 9), round(sc.frame_f1, 9)
 

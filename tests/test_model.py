@@ -415,7 +415,7 @@ def test_normalize_contrast_sees_a_faint_and_a_contrasty_clip_alike():
                      normalize_contrast=True).eval()
     x = torch.randn(2, 3, 4, 32, 32)
     with torch.no_grad():
-        # the same scene at a third of the contrast on another grey level: the same logits
+        # the same scene at a third of the contrast on another grey level: the same features
         f = m.forward_features  # the head starts near zero: compare what it reads
         torch.testing.assert_close(f(x), f(x / 3 + 0.7), rtol=1e-4, atol=1e-5)
         # each clip by its own contrast, not the batch's

@@ -14,6 +14,8 @@
             (tta_views; the cpu profile's benchmark.tta_views is 4)
   contrast  dense with each clip divided by its own standard deviation (model.normalize_contrast, on
             in the cpu profile)
+  weighted  dense with each window weighed by a Gaussian of a frame's distance from its centre
+            (benchmark.stitch_sigma 0.125, the default) instead of alike
   track     ours with a crop per frame that follows the animal (crop_mode=track, the cpu profile's
             rule) instead of one crop per window
 
@@ -21,7 +23,8 @@ Printed: p1_vs_naive = ours windows/s ÷ naive windows/s, p2_vs_decode = ours fr
 decode frames/s (goal ≥ 5 and ≥ 0.5 with the tiny CPU model), dense_vs_clip = dense windows/s ÷
 ours (clip head) windows/s (goal ≥ 0.9), threads_vs_inline = ours windows/s ÷ inline windows/s,
 views_vs_1 = views windows/s ÷ dense windows/s (what the test-time views cost), contrast_vs_dense =
-contrast windows/s ÷ dense windows/s (goal ≥ 0.9), track_vs_union =
+contrast windows/s ÷ dense windows/s (goal ≥ 0.9), weighted_vs_dense = weighted windows/s ÷ dense
+windows/s (goal ≥ 0.9), track_vs_union =
 track windows/s ÷ ours windows/s (what following the animal costs). Medians of ``--runs`` runs.
 The naive method is timed on the first ``--naive-windows`` windows (it is slow).
 Last line: one JSON object.
@@ -99,7 +102,7 @@ def main() -> None:
     windows = sliding_windows(info.num_frames, a.num_frames, a.sampling_rate, max(1, span // 2))
     step = max(1, len(windows) // a.naive_windows)
     sample = windows[::step][: a.naive_windows]
-    ours, naive, decode, dense, inline, views, track, contrast = [], [], [], [], [], [], [], []
+    ours, naive, decode, dense, inline, views, track, contrast, weighted = [], [], [], [], [], [], [], [], []
     for _ in range(a.runs):
         t0 = time.perf_counter()
         n = sum(1 for _ in iter_frames(a.video))
@@ -117,6 +120,10 @@ def main() -> None:
         predict_video(contrast_model, a.video, boxes, num_frames=a.num_frames, sampling_rate=a.sampling_rate,
                       input_size=a.size, num_classes=3, batch_size=64, head="dense")
         contrast.append(len(windows) / (time.perf_counter() - t0))
+        t0 = time.perf_counter()
+        predict_video(dense_model, a.video, boxes, num_frames=a.num_frames, sampling_rate=a.sampling_rate,
+                      input_size=a.size, num_classes=3, batch_size=64, head="dense", stitch_sigma=0.125)
+        weighted.append(len(windows) / (time.perf_counter() - t0))
         t0 = time.perf_counter()
         predict_video(dense_model, a.video, boxes, num_frames=a.num_frames, sampling_rate=a.sampling_rate,
                       input_size=a.size, num_classes=3, batch_size=64, head="dense", tta_views=a.views)
@@ -147,6 +154,8 @@ def main() -> None:
         "views_vs_1": round(statistics.median(v / d for v, d in zip(views, dense)), 3),
         "contrast_windows_per_s": round(statistics.median(contrast), 1),
         "contrast_vs_dense": round(statistics.median(c / d for c, d in zip(contrast, dense)), 3),
+        "weighted_windows_per_s": round(statistics.median(weighted), 1),
+        "weighted_vs_dense": round(statistics.median(w / d for w, d in zip(weighted, dense)), 3),
         "track_windows_per_s": round(statistics.median(track), 1),
         "track_vs_union": round(statistics.median(t / o[0] for t, o in zip(track, ours)), 3),
     }

@@ -84,7 +84,7 @@ def run_benchmark(
                              "calibration": spec.calibration.get("status", "none"),
                              **({"calibration_objective": objectives} if objectives else {}),
                              "stride": spec.stride, "crop_pad": spec.crop_pad, "crop_mode": spec.crop_mode,
-                             "test_time_views": spec.tta_views})
+                             "test_time_views": spec.tta_views, "stitch_sigma": spec.stitch_sigma})
     slim = {k: v for k, v in result.items() if k not in ("pred_labels",)}
     write_json(pred_dir / "metrics.json", slim)
     return result

@@ -5,7 +5,7 @@ made and read by the benchmark and by ``mar predict`` alike, so both run one com
 
     "inference": {
       "window": {"num_frames": 16, "sampling_rate": 2, "stride": 16}, "target_fps": 30.0, "head": "dense",
-      "tta_views": 1, "crop_pad": 0.05, "crop_mode": "union", "detector": "background", "batch_size": 16,
+      "tta_views": 1, "stitch_sigma": 0.125, "crop_pad": 0.05, "crop_mode": "union", "detector": "background", "batch_size": 16,
       "postprocess": {"decision": "threshold", "idle": "idle",
                       "classes": {"Head/Body TWITCH": {"threshold": 0.4, "smooth_s": 0.1,
                                                        "min_duration_s": 0.07, "merge_gap_s": 0.0,
@@ -50,10 +50,12 @@ class InferenceSpec:
     target_fps: float = 0.0  # the model's frame rate; every video is resampled to it (0 = none)
     tta_views: int = 1  # each window's softmax averaged over this many flips/transposes of its crop
     crop_mode: str = "union"  # mvd.crop.CROP_MODES: one crop per window, or one per frame following the animal
+    stitch_sigma: float = 0.0  # windows weighed by a Gaussian of a frame's distance from their centre (0 = alike)
 
     def to_dict(self) -> dict[str, Any]:
         return {"window": {"num_frames": self.num_frames, "sampling_rate": self.sampling_rate, "stride": self.stride},
-                "target_fps": self.target_fps, "head": self.head, "tta_views": self.tta_views, "crop_pad": self.crop_pad, "crop_mode": self.crop_mode, "detector": self.detector, "batch_size": self.batch_size,
+                "target_fps": self.target_fps, "head": self.head, "tta_views": self.tta_views,
+                "stitch_sigma": self.stitch_sigma, "crop_pad": self.crop_pad, "crop_mode": self.crop_mode, "detector": self.detector, "batch_size": self.batch_size,
                 "postprocess": self.postprocess.to_dict(), "calibration": self.calibration}
 
 
@@ -78,6 +80,9 @@ def validate_inference(section: Any, labels: list[str], source: str = "model car
     views = section.get("tta_views", 1)
     if views not in TTA_VIEWS or isinstance(views, bool):
         raise ValueError(f"{where}.tta_views must be one of {TTA_VIEWS}, got {views!r}")
+    sigma = section.get("stitch_sigma", 0.0)
+    if not isinstance(sigma, (int, float)) or isinstance(sigma, bool) or not (sigma == 0 or 0.05 <= sigma <= 10):
+        raise ValueError(f"{where}.stitch_sigma must be 0 or in [0.05, 10], got {sigma!r}")
     pad = section["crop_pad"]
     if not isinstance(pad, (int, float)) or not 0 <= pad < 1:
         raise ValueError(f"{where}.crop_pad must be in [0, 1), got {pad!r}")
@@ -111,7 +116,8 @@ def inference_spec(card: Mapping[str, Any], model: str = "model") -> InferenceSp
                          PostProcess.from_dict(sec["postprocess"], labels, where=f"{model}: inference.postprocess"),
                          dict(sec.get("calibration", {})), head=str(sec.get("head", "clip")),
                          target_fps=float(sec.get("target_fps", inp.get("target_fps", 0.0)) or 0.0),
-                         tta_views=int(sec.get("tta_views", 1)), crop_mode=str(sec.get("crop_mode", "union")))
+                         tta_views=int(sec.get("tta_views", 1)), crop_mode=str(sec.get("crop_mode", "union")),
+                         stitch_sigma=float(sec.get("stitch_sigma", 0.0)))
 
 
 def spec_from_config(cfg: Config, labels: list[str], target_fps: float | None = None) -> InferenceSpec:
@@ -127,4 +133,5 @@ def spec_from_config(cfg: Config, labels: list[str], target_fps: float | None = 
                          PostProcess(list(labels), rules, idle_index(labels), "threshold", source),
                          {"status": "not run"}, head="dense" if m.dense_head else "clip",
                          target_fps=float(m.target_fps if target_fps is None else target_fps),
-                         tta_views=cfg.benchmark.tta_views, crop_mode=cfg.data.crop_mode)
+                         tta_views=cfg.benchmark.tta_views, crop_mode=cfg.data.crop_mode,
+                         stitch_sigma=cfg.benchmark.stitch_sigma)

@@ -118,6 +118,10 @@ class BenchmarkConfig:
     # each window's softmax averaged over this many of the square's symmetries (1 = off, 2, 4 or 8;
     # mvd.transforms.square_views): the orientations train.flip teaches the model, at that many times the model's cost
     tta_views: int = 1
+    # a frame's probabilities weigh each covering window by a Gaussian of the frame's distance from the
+    # window's centre, sigma this fraction of the window's span (0 = every window alike): a window's
+    # output is surest where the frame has context on both sides (mvd.infer.window_weights)
+    stitch_sigma: float = 0.125
     calibrate: bool = True  # fit the post-processing rules on the validation videos after training
     thresholds: dict[str, float] = field(default_factory=dict)
     smooth_s: dict[str, float] = field(default_factory=dict)
@@ -380,6 +384,8 @@ def validate(cfg: Config) -> None:
         (b.tta_views in TTA_VIEWS, f"benchmark.tta_views must be one of {TTA_VIEWS} (1 = no test-time views)"),
         (b.tta_views == 1 or t.flip, f"benchmark.tta_views={b.tta_views} averages flipped views, but train.flip is off, "
                                      "so the model never learnt them: set benchmark.tta_views=1 or train.flip=true"),
+        (b.stitch_sigma == 0 or 0.05 <= b.stitch_sigma <= 10,
+         "benchmark.stitch_sigma must be 0 (windows weigh alike) or in [0.05, 10] (× the window's span)"),
         (b.hit_tolerance_s >= 0, "benchmark.hit_tolerance_s must be ≥ 0 (seconds)"),
         (all(0 < x <= 1 for x in b.iou_thresholds), "benchmark.iou_thresholds must be numbers in (0, 1]"),
     ]

@@ -7,7 +7,9 @@ boxes of exactly the frames it samples (their union, squared, padded, clipped; o
 ``crop_mode`` track, a square per frame that follows the animal), resized, as soon as its last
 frame is decoded, and windows are batched through the model. A frame's class probabilities are the mean of the softmax of
 every window whose span covers it: of the window's clip prediction (clip head), or of the
-prediction of the time step the frame falls in (dense head, :mod:`mvd.dense`). With ``tta_views`` > 1 a
+prediction of the time step the frame falls in (dense head, :mod:`mvd.dense`); with
+``stitch_sigma`` > 0 a weighted mean, each window weighed by a Gaussian of the frame's distance
+from the window's centre (:func:`window_weights`). With ``tta_views`` > 1 a
 window's softmax is itself the mean over that many flips and transposes of its crop
 (:func:`mvd.transforms.square_views`): a top-view animal may face any way, the model was trained on
 every orientation (``train.flip``), and averaging its views steadies what one view gets wrong.
@@ -45,6 +47,24 @@ logger = logging.getLogger(__name__)
 # default crop threads: each holds a few windows' full-size frames alive, and 4 threads already
 # kept pace with 16 on the 16-core GPU machine, so a many-core node gains nothing from more
 MAX_CROP_WORKERS = 8
+WEIGHT_FLOOR = 1e-12  # a frame only a window's edge covers (a video's first and last) still counts
+
+
+def window_weights(start: int, end: int, sigma: float) -> np.ndarray:
+    """Weights of a window's frames ``start..end`` (inclusive) in the stitched mean: a Gaussian of each
+    frame's distance from the span's centre, ``sigma`` × the span wide (ones when ``sigma`` is 0).
+
+    A window's prediction for a frame near its edge rests on context from one side only; one centred
+    on the frame sees both. So with stride 1 a frame takes most from the windows centred on it, as
+    overlapping tiles are blended in sliding-window segmentation (MONAI's
+    ``sliding_window_inference(mode="gaussian", sigma_scale=0.125)``). Distances are fractions of the
+    span, so the weights are the same at every frame rate."""
+    n = end - start + 1
+    if sigma <= 0:
+        return np.ones(n)
+    d = (np.arange(n) - (n - 1) / 2) / n
+    return np.maximum(np.exp(-0.5 * (d / sigma) ** 2), WEIGHT_FLOOR)
+
 
 
 
@@ -128,6 +148,7 @@ def predict_video(
     crop_workers: int = -1,
     tta_views: int = 1,
     crop_mode: str = "union",
+    stitch_sigma: float = 0.0,
 ) -> np.ndarray:
     """Per-frame class probabilities (frames, num_classes) for one video; ``frames`` is the
     video's frame count (probed when not given). With a ``timebase`` the windows and ``stride``
@@ -135,7 +156,8 @@ def predict_video(
     in ``crop_workers`` threads while the video decodes (-1: one per usable core, at most
     ``MAX_CROP_WORKERS``; 0: inline). ``tta_views`` > 1 averages each window's softmax over that
     many symmetries of its square crop (:func:`mvd.transforms.square_views`: 1, 2, 4 or 8).
-    ``crop_mode`` is the crop rule (:data:`mvd.crop.CROP_MODES`) the model was trained with."""
+    ``crop_mode`` is the crop rule (:data:`mvd.crop.CROP_MODES`) the model was trained with.
+    ``stitch_sigma`` > 0 weighs each window's frames by :func:`window_weights`."""
     device = torch.device(device)
     amp = bool(amp and device.type == "cuda")
     model.eval()
@@ -147,6 +169,7 @@ def predict_video(
         raise ValueError(f"{video}: {len(boxes)} boxes for {n} frames; recompute the boxes for this video")
     windows = sliding_windows(n, num_frames, sampling_rate, stride, timebase)
     sums = np.zeros((n, num_classes), dtype=np.float64)
+    weights = np.zeros(n, dtype=np.float64)
     counts = np.zeros(n, dtype=np.int64)
 
     if head not in ("clip", "dense"):
@@ -161,7 +184,9 @@ def predict_video(
             w = windows[w_id]
             end = min(w.end, n - 1)
             # a clip head labels the whole span; a dense head each frame by its time step
-            sums[w.start:end + 1] += p[span_positions(w.indices, w.start, end, tubelet)] if dense else p
+            wt = window_weights(w.start, w.end, stitch_sigma)[:end + 1 - w.start, None]
+            sums[w.start:end + 1] += wt * (p[span_positions(w.indices, w.start, end, tubelet)] if dense else p)
+            weights[w.start:end + 1] += wt[:, 0]
             counts[w.start:end + 1] += 1
 
     batcher = WindowBatcher(model, batch_size, device, amp, on_result, dense=dense, views=tta_views)
@@ -177,7 +202,7 @@ def predict_video(
     missing = counts == 0
     if missing.any():
         raise VideoReadError(f"{video}: {int(missing.sum())} frames not covered by any window (decode stopped early)")
-    return (sums / counts[:, None]).astype(np.float32)
+    return (sums / weights[:, None]).astype(np.float32)
 
 
 class Labelled(NamedTuple):
@@ -202,5 +227,5 @@ def label_video(model: nn.Module, spec: InferenceSpec, video: str | Path, boxes:
                           input_size=spec.img_size, num_classes=len(spec.postprocess.labels), stride=spec.stride,
                           pad=spec.crop_pad, batch_size=spec.batch_size, device=device, amp=amp, progress=progress,
                           head=spec.head, timebase=TimeBase(info.fps, spec.target_fps), tta_views=spec.tta_views,
-                          crop_mode=spec.crop_mode)
+                          crop_mode=spec.crop_mode, stitch_sigma=spec.stitch_sigma)
     return Labelled(info, probs, spec.postprocess.apply(probs, info.fps))

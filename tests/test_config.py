@@ -55,6 +55,7 @@ def test_missing_config_file(tmp_path):
     ("train.model_ema_decay", "1.0", "train.model_ema_decay"),
     ("benchmark.peak_thresholds.Head/Body TWITCH", "1.5", "a threshold must be in"),
     ("benchmark.tta_views", "3", "benchmark.tta_views must be one of"),
+    ("benchmark.stitch_sigma", "0.01", "benchmark.stitch_sigma must be 0"),
     ("data.crop_mode", "follow", "data.crop_mode must be one of"),
 ])
 def test_typos_fail_when_the_config_is_loaded(key, value, match):

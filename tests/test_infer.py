@@ -11,7 +11,7 @@ import torch
 from mvd.clips import sliding_windows
 from mvd.crop import crop_resize, window_crops
 from mvd.extract import stream_windows
-from mvd.infer import predict_video
+from mvd.infer import predict_video, window_weights
 from mvd.model import create_model
 from mvd.video import VideoReadError, read_frames
 from mvd.weights import save_model
@@ -78,12 +78,12 @@ class _Const(torch.nn.Module):
         return torch.stack([m, -m, torch.zeros_like(m)], 1)
 
 
-@pytest.mark.parametrize("mode", [None, "union", "track"])
-def test_frame_probabilities_are_mean_of_covering_windows(video, mode):
+@pytest.mark.parametrize("mode,sigma", [(None, 0.0), ("union", 0.0), ("track", 0.0), ("union", 0.125), ("track", 0.3)])
+def test_frame_probabilities_are_mean_of_covering_windows(video, mode, sigma):
     path, truth = video
     boxes = None if mode is None else np.concatenate([truth.boxes, np.ones((len(truth.boxes), 1), np.float32)], 1)
     probs = predict_video(_Const(), path, boxes, num_frames=4, sampling_rate=2, input_size=32, num_classes=3,
-                          stride=3, batch_size=5, crop_mode=mode or "union")
+                          stride=3, batch_size=5, crop_mode=mode or "union", stitch_sigma=sigma)
     assert probs.shape == (truth.num_frames, 3)
     np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
     # independent: run each window alone and average per frame
@@ -98,9 +98,26 @@ def test_frame_probabilities_are_mean_of_covering_windows(video, mode):
         crop = torch.from_numpy(crop_resize(read_frames(path, w.indices), box, 32))
         x = ((crop.permute(3, 0, 1, 2).float() / 255 - mean) / std)[None]
         p = torch.softmax(_Const()(x), 1)[0].numpy()
-        acc[w.start:w.end + 1] += p
-        cnt[w.start:w.end + 1] += 1
+        for f in range(w.start, w.end + 1):  # weighed by the frame's distance from the window's centre
+            wt = 1.0 if sigma == 0 else math.exp(-((f - (w.start + w.end) / 2) / (w.end - w.start + 1)) ** 2 / (2 * sigma ** 2))
+            acc[f] += wt * p
+            cnt[f] += wt
     np.testing.assert_allclose(probs, acc / cnt[:, None], rtol=1e-4, atol=1e-5)
+    if sigma:  # the weights change the result
+        plain = predict_video(_Const(), path, boxes, num_frames=4, sampling_rate=2, input_size=32, num_classes=3,
+                              stride=3, batch_size=5, crop_mode=mode or "union")
+        assert not np.allclose(probs, plain, atol=1e-4)
+
+
+def test_window_weights_peak_at_the_centre_alike_at_every_frame_rate():
+    w30, w60 = window_weights(10, 17, 0.125), window_weights(20, 35, 0.125)  # one window at 30 and at 60 fps
+    assert len(w30) == 8 and len(w60) == 16
+    np.testing.assert_allclose(w30, w30[::-1])  # symmetric about the centre
+    assert w30[3] == w30[4] == w30.max() and w30[0] == w30.min()
+    # frame k of the 30 fps window and frames 2k, 2k+1 at 60 fps lie at about the same fraction of the span
+    np.testing.assert_allclose(w30, (w60[0::2] + w60[1::2]) / 2, atol=0.06)
+    assert np.array_equal(window_weights(0, 7, 0.0), np.ones(8))
+    assert (window_weights(0, 99, 0.05) > 0).all()  # a frame only an edge covers still has a weight
 
 
 class _Oriented(torch.nn.Module):

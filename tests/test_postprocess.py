@@ -319,6 +319,13 @@ def test_card_contract_from_config_and_legacy_cards(caplog):
     assert inference_spec(no_views, "m").tta_views == 1
     with pytest.raises(ValueError, match="m: inference.tta_views must be one of"):
         inference_spec({**card, "inference": {**card["inference"], "tta_views": 5}}, "m")
+    # the stitching weights: written from the configuration; cards without them weighed windows alike
+    assert spec.stitch_sigma == cfg.benchmark.stitch_sigma == 0.125 and back.stitch_sigma == 0.125
+    no_weights = {**card, "inference": {k: v for k, v in card["inference"].items() if k != "stitch_sigma"}}
+    assert inference_spec(no_weights, "m").stitch_sigma == 0.0
+    for bad in (-0.1, 0.01, "wide", True):
+        with pytest.raises(ValueError, match="m: inference.stitch_sigma must be 0 or in"):
+            inference_spec({**card, "inference": {**card["inference"], "stitch_sigma": bad}}, "m")
     # the crop rule: written from the configuration, read back; cards without it used the union crop
     assert spec.crop_mode == cfg.data.crop_mode and back.crop_mode == spec.crop_mode
     tracked = spec_from_config(build_config("cpu", overrides={"data.crop_mode": "track"}), LABELS)

@@ -139,6 +139,12 @@ def _how_to_read(result: Mapping[str, Any], num_frames: int, duration_s: float,
                         "flipped" + (" and turned" if views > 2 else "") + "; the model learnt every orientation, as a "
                         "top-view animal may face any way) and its class probabilities are the mean over them; "
                         "<code>mar predict</code> with this model does the same.")
+    sigma = float((model_info or {}).get("stitch_sigma", 0) or 0)
+    if sigma > 0:
+        parts.insert(1, "Windows overlap, so every frame is seen by several; its class probabilities are their mean, "
+                        "each window weighed by a Gaussian of the frame's distance from the window's centre "
+                        f"(σ = {sigma:g} × the window): a window is surest about the frames it sees with context on "
+                        "both sides.")
     out = "<h2>How to read this</h2>" + "".join(f'<p class="note">{p}</p>' for p in parts)
     return out + _postprocess_section(post)
 

@@ -66,8 +66,6 @@ def window_weights(start: int, end: int, sigma: float) -> np.ndarray:
     return np.maximum(np.exp(-0.5 * (d / sigma) ** 2), WEIGHT_FLOOR)
 
 
-
-
 class WindowBatcher:
     """Collects cropped windows and runs them through the model in batches.
 

@@ -302,6 +302,7 @@ def test_report_explains_window_weights(tmp_path):
                          title="Bench", model_info={"arch": "vit_tiny", "stitch_sigma": 0.0})
     assert "Gaussian" not in plain.read_text(encoding="utf-8")
     out = write_report(tmp_path / "report.html", result, probs=probs, true_labels=truth, fps=fps,
-                       title="Bench", model_info={"arch": "vit_tiny", "stitch_sigma": 0.125})
+                       title="Bench", model_info={"arch": "vit_tiny", "stitch_sigma": 0.125, "test_time_views": 4})
     how = out.read_text(encoding="utf-8").split("<h2>How to read this</h2>")[1].split("<h2>")[0]
     assert "weighed by a Gaussian" in how and "σ = 0.125 × the window" in how
+    assert how.index("orientations") < how.index("Gaussian")  # a window's views first, then the windows' mean

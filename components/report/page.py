@@ -141,7 +141,7 @@ def _how_to_read(result: Mapping[str, Any], num_frames: int, duration_s: float,
                         "<code>mar predict</code> with this model does the same.")
     sigma = float((model_info or {}).get("stitch_sigma", 0) or 0)
     if sigma > 0:
-        parts.insert(1, "Windows overlap, so every frame is seen by several; its class probabilities are their mean, "
+        parts.insert(2 if views > 1 else 1, "Windows overlap, so every frame is seen by several; its class probabilities are their mean, "
                         "each window weighed by a Gaussian of the frame's distance from the window's centre "
                         f"(σ = {sigma:g} × the window): a window is surest about the frames it sees with context on "
                         "both sides.")

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import CROP_MODES, TTA_VIEWS, Config, pinned_rules, window_span
+from .config import CROP_MODES, TTA_VIEWS, Config, pinned_rules, valid_stitch_sigma, window_span
 from .labels import action_indices, idle_index
 from .postprocess import ClassRule, PostProcess
 
@@ -81,7 +81,7 @@ def validate_inference(section: Any, labels: list[str], source: str = "model car
     if views not in TTA_VIEWS or isinstance(views, bool):
         raise ValueError(f"{where}.tta_views must be one of {TTA_VIEWS}, got {views!r}")
     sigma = section.get("stitch_sigma", 0.0)
-    if not isinstance(sigma, (int, float)) or isinstance(sigma, bool) or not (sigma == 0 or 0.05 <= sigma <= 10):
+    if not valid_stitch_sigma(sigma):
         raise ValueError(f"{where}.stitch_sigma must be 0 or in [0.05, 10], got {sigma!r}")
     pad = section["crop_pad"]
     if not isinstance(pad, (int, float)) or not 0 <= pad < 1:

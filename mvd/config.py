@@ -20,6 +20,15 @@ import yaml
 DEFAULT_LABELS = ["idle", "Self-Grooming", "Head/Body TWITCH"]
 OBJECTIVES = ("events", "counts")  # what calibration maximises per class (BenchmarkConfig.objective)
 CROP_MODES = ("union", "track")  # data.crop_mode: one crop per clip (the reference), or one per frame following the animal
+STITCH_SIGMA_RANGE = (0.05, 10.0)  # benchmark.stitch_sigma: 0 (windows weigh alike) or within this, × the window's span
+
+
+def valid_stitch_sigma(sigma: object) -> bool:
+    """Whether ``sigma`` is a usable ``stitch_sigma``: a number, 0 or within :data:`STITCH_SIGMA_RANGE`."""
+    lo, hi = STITCH_SIGMA_RANGE
+    return isinstance(sigma, (int, float)) and not isinstance(sigma, bool) and (sigma == 0 or lo <= sigma <= hi)
+
+
 TTA_VIEWS = (1, 2, 4, 8)  # test-time views of a square crop: identity, + horizontal flip, + vertical, + transposed
 
 
@@ -384,7 +393,7 @@ def validate(cfg: Config) -> None:
         (b.tta_views in TTA_VIEWS, f"benchmark.tta_views must be one of {TTA_VIEWS} (1 = no test-time views)"),
         (b.tta_views == 1 or t.flip, f"benchmark.tta_views={b.tta_views} averages flipped views, but train.flip is off, "
                                      "so the model never learnt them: set benchmark.tta_views=1 or train.flip=true"),
-        (b.stitch_sigma == 0 or 0.05 <= b.stitch_sigma <= 10,
+        (valid_stitch_sigma(b.stitch_sigma),
          "benchmark.stitch_sigma must be 0 (windows weigh alike) or in [0.05, 10] (× the window's span)"),
         (b.hit_tolerance_s >= 0, "benchmark.hit_tolerance_s must be ≥ 0 (seconds)"),
         (all(0 < x <= 1 for x in b.iou_thresholds), "benchmark.iou_thresholds must be numbers in (0, 1]"),

@@ -50,8 +50,8 @@ MAX_CROP_WORKERS = 8
 WEIGHT_FLOOR = 1e-12  # a frame only a window's edge covers (a video's first and last) still counts
 
 
-def window_weights(start: int, end: int, sigma: float) -> np.ndarray:
-    """Weights of a window's frames ``start..end`` (inclusive) in the stitched mean: a Gaussian of each
+def window_weights(length: int, sigma: float) -> np.ndarray:
+    """Weights of the ``length`` frames of a window's span in the stitched mean: a Gaussian of each
     frame's distance from the span's centre, ``sigma`` × the span wide (ones when ``sigma`` is 0).
 
     A window's prediction for a frame near its edge rests on context from one side only; one centred
@@ -59,10 +59,9 @@ def window_weights(start: int, end: int, sigma: float) -> np.ndarray:
     overlapping tiles are blended in sliding-window segmentation (MONAI's
     ``sliding_window_inference(mode="gaussian", sigma_scale=0.125)``). Distances are fractions of the
     span, so the weights are the same at every frame rate."""
-    n = end - start + 1
     if sigma <= 0:
-        return np.ones(n)
-    d = (np.arange(n) - (n - 1) / 2) / n
+        return np.ones(length)
+    d = (np.arange(length) - (length - 1) / 2) / length
     return np.maximum(np.exp(-0.5 * (d / sigma) ** 2), WEIGHT_FLOOR)
 
 
@@ -167,8 +166,7 @@ def predict_video(
         raise ValueError(f"{video}: {len(boxes)} boxes for {n} frames; recompute the boxes for this video")
     windows = sliding_windows(n, num_frames, sampling_rate, stride, timebase)
     sums = np.zeros((n, num_classes), dtype=np.float64)
-    weights = np.zeros(n, dtype=np.float64)
-    counts = np.zeros(n, dtype=np.int64)
+    weights = np.zeros(n, dtype=np.float64)  # > 0 on every frame a window covers (WEIGHT_FLOOR)
 
     if head not in ("clip", "dense"):
         raise ValueError(f"head must be 'clip' or 'dense', got {head!r}")
@@ -182,10 +180,9 @@ def predict_video(
             w = windows[w_id]
             end = min(w.end, n - 1)
             # a clip head labels the whole span; a dense head each frame by its time step
-            wt = window_weights(w.start, w.end, stitch_sigma)[:end + 1 - w.start, None]
-            sums[w.start:end + 1] += wt * (p[span_positions(w.indices, w.start, end, tubelet)] if dense else p)
-            weights[w.start:end + 1] += wt[:, 0]
-            counts[w.start:end + 1] += 1
+            wt = window_weights(w.end - w.start + 1, stitch_sigma)[:end + 1 - w.start]
+            sums[w.start:end + 1] += wt[:, None] * (p[span_positions(w.indices, w.start, end, tubelet)] if dense else p)
+            weights[w.start:end + 1] += wt
 
     batcher = WindowBatcher(model, batch_size, device, amp, on_result, dense=dense, views=tta_views)
     workers = crop_workers if crop_workers >= 0 else min(usable_cores(), MAX_CROP_WORKERS)
@@ -197,7 +194,7 @@ def predict_video(
         bar.update(1)
     bar.close()
     batcher.finish()
-    missing = counts == 0
+    missing = weights == 0
     if missing.any():
         raise VideoReadError(f"{video}: {int(missing.sum())} frames not covered by any window (decode stopped early)")
     return (sums / weights[:, None]).astype(np.float32)

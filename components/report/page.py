@@ -134,17 +134,19 @@ def _how_to_read(result: Mapping[str, Any], num_frames: int, duration_s: float,
         "“—” means undefined (e.g. a class that neither occurs nor is predicted).",
     ]
     views = int((model_info or {}).get("test_time_views", 1) or 1)
-    if views > 1:
-        parts.insert(1, f"Each window was seen in {views} orientations (<b>test time views</b>: the crop as it is, "
-                        "flipped" + (" and turned" if views > 2 else "") + "; the model learnt every orientation, as a "
-                        "top-view animal may face any way) and its class probabilities are the mean over them; "
-                        "<code>mar predict</code> with this model does the same.")
     sigma = float((model_info or {}).get("stitch_sigma", 0) or 0)
+    inference = []  # how the probabilities were made, in the order the computation runs
+    if views > 1:
+        inference.append(f"Each window was seen in {views} orientations (<b>test time views</b>: the crop as it is, "
+                         "flipped" + (" and turned" if views > 2 else "") + "; the model learnt every orientation, as a "
+                         "top-view animal may face any way) and its class probabilities are the mean over them; "
+                         "<code>mar predict</code> with this model does the same.")
     if sigma > 0:
-        parts.insert(2 if views > 1 else 1, "Windows overlap, so every frame is seen by several; its class probabilities are their mean, "
-                        "each window weighed by a Gaussian of the frame's distance from the window's centre "
-                        f"(σ = {sigma:g} × the window): a window is surest about the frames it sees with context on "
-                        "both sides.")
+        inference.append("Windows overlap, so every frame is seen by several; its class probabilities are their mean, "
+                         "each window weighed by a Gaussian of the frame's distance from the window's centre "
+                         f"(σ = {sigma:g} × the window): a window is surest about the frames it sees with context on "
+                         "both sides.")
+    parts[1:1] = inference
     out = "<h2>How to read this</h2>" + "".join(f'<p class="note">{p}</p>' for p in parts)
     return out + _postprocess_section(post)
 
